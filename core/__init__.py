@@ -1,0 +1,1 @@
+"""Qt-free segmentation engine and GIS helpers of the AI Segmentation plugin."""

@@ -1,0 +1,141 @@
+"""Pure image and coordinate transforms of SAM's 1024 input frame.
+
+Mirrors ``segment_anything.utils.transforms.ResizeLongestSide`` and
+``Sam.postprocess_masks`` in numpy only, so the plugin needs neither torch nor
+PIL. Coordinates are ``(x, y)`` in pixels; shapes are ``(h, w)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Tuple
+
+import numpy as np
+
+IMG_SIZE = 1024  # side of SAM's square input frame, in pixels
+LOW_RES = 256  # side of the decoder's low-resolution logits
+PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+Shape = Tuple[int, int]
+
+
+def resized_shape(h: int, w: int, long_side: int = IMG_SIZE) -> Shape:
+    """Shape ``(h, w)`` after scaling the longest side to ``long_side`` (Meta's rounding)."""
+    scale = long_side * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def apply_coords(coords: np.ndarray, original: Shape, long_side: int = IMG_SIZE) -> np.ndarray:
+    """Map ``[..., 2]`` pixel coordinates of the original image into the resized frame."""
+    old_h, old_w = original
+    new_h, new_w = resized_shape(old_h, old_w, long_side)
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., 0] *= new_w / old_w
+    out[..., 1] *= new_h / old_h
+    return out
+
+
+def normalize_and_pad(image: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB (0-255, already resized) -> ``[1, 3, 1024, 1024]`` float32, padded bottom/right."""
+    h, w = image.shape[:2]
+    x = (image.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
+    out = np.zeros((1, 3, IMG_SIZE, IMG_SIZE), np.float32)
+    out[0, :, :h, :w] = x.transpose(2, 0, 1)
+    return out
+
+
+# --- image resize, bit-exact with PIL's Image.resize(BILINEAR) on 8-bit images ---
+
+_PRECISION_BITS = 32 - 8 - 2  # PIL's fixed-point precision for 8-bit resampling
+
+
+@lru_cache(maxsize=16)
+def _pil_bilinear_coeffs(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per output pixel: source indices ``[out, k]`` and fixed-point weights ``[out, k]``."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)  # antialias when shrinking
+    support = 1.0 * filterscale
+    ksize = int(np.ceil(support)) * 2 + 1
+    idx = np.zeros((out_size, ksize), np.int64)
+    wts = np.zeros((out_size, ksize), np.int64)
+    ss = 1.0 / filterscale
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size) - xmin
+        k = [max(1.0 - abs((x + xmin - center + 0.5) * ss), 0.0) for x in range(xmax)]
+        total = 0.0
+        for v in k:  # sequential sum, as PIL does, so rounding matches bit for bit
+            total += v
+        for x, v in enumerate(k):
+            v = v / total if total != 0.0 else v
+            wts[xx, x] = int(0.5 + v * (1 << _PRECISION_BITS))
+            idx[xx, x] = x + xmin
+        idx[xx, xmax:] = xmin  # zero weight, any valid index
+    return idx, wts
+
+
+def _resample_axis(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
+    idx, wts = _pil_bilinear_coeffs(image.shape[axis], out_size)
+    src = np.moveaxis(image, axis, 0)  # [in, other, 3]
+    acc = np.full((out_size,) + src.shape[1:], 1 << (_PRECISION_BITS - 1), np.int64)
+    for j in range(idx.shape[1]):
+        acc += src[idx[:, j]].astype(np.int64) * wts[:, j].reshape(-1, 1, 1)
+    out = np.clip(acc >> _PRECISION_BITS, 0, 255).astype(np.uint8)
+    return np.moveaxis(out, 0, axis)
+
+
+def resize_uint8(image: np.ndarray, shape: Shape) -> np.ndarray:
+    """Resize an HxWx3 uint8 image to ``shape`` exactly as PIL's bilinear resize does.
+
+    PIL resamples horizontally then vertically, rounding to 8 bits in between;
+    this is what SamPredictor feeds its encoder.
+    """
+    h, w = shape
+    out = image
+    if out.shape[1] != w:
+        out = _resample_axis(out, w, axis=1)
+    if out.shape[0] != h:
+        out = _resample_axis(out, h, axis=0)
+    return out
+
+
+def resize_longest_side(image: np.ndarray, long_side: int = IMG_SIZE) -> np.ndarray:
+    """HxWx3 uint8 -> resized so the longest side is ``long_side`` (``ResizeLongestSide.apply_image``)."""
+    return resize_uint8(image, resized_shape(image.shape[0], image.shape[1], long_side))
+
+
+# --- mask upscaling, equal to Sam.postprocess_masks (torch bilinear, align_corners=False) ---
+
+
+@lru_cache(maxsize=32)
+def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """``[out, in]`` float32 matrix of torch's bilinear interpolation, align_corners=False."""
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    frac = src - i0
+    m = np.zeros((out_size, in_size), np.float64)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, i0), 1.0 - frac)
+    np.add.at(m, (rows, i1), frac)
+    return m
+
+
+@lru_cache(maxsize=16)
+def _postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray, np.ndarray]:
+    """Row and column matrices taking 256x256 logits to the original size in one product."""
+    mats = []
+    for axis in (0, 1):
+        up = _bilinear_matrix(LOW_RES, IMG_SIZE)[: input_size[axis]]  # upscale, crop padding
+        down = _bilinear_matrix(input_size[axis], original[axis])
+        mats.append((down @ up).astype(np.float32))
+    return mats[0], mats[1]
+
+
+def upscale_logits(low_res: np.ndarray, input_size: Shape, original: Shape) -> np.ndarray:
+    """``[K, 256, 256]`` logits -> ``[K, H, W]`` float32 logits at the original image size."""
+    rows, cols = _postprocess_matrices(tuple(input_size), tuple(original))
+    return np.stack([rows @ m.astype(np.float32) @ cols.T for m in low_res])

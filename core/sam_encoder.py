@@ -69,16 +69,14 @@ class SamEncoder:
             )
         ox.require(self.path, "encoder", outs, [_OUTPUT], "output", hint)
         self.preprocess_in_graph = spec.rank == 3
+        self._run_options = ox.run_options(shrink_arena=True)  # QGIS keeps living after the encode
 
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         """Encode an HxWx3 uint8 RGB image of any size (resized as ``SamPredictor.set_image``)."""
         image = check_image(image)
         resized = resize_longest_side(image, IMG_SIZE)
-        if self.preprocess_in_graph:
-            feed = resized.astype(np.float32)
-        else:
-            feed = normalize_and_pad(resized)
-        out = self._session.run([_OUTPUT.name], {"input_image": feed})[0]
+        feed = resized.astype(np.float32) if self.preprocess_in_graph else normalize_and_pad(resized)
+        out = self._session.run([_OUTPUT.name], {"input_image": feed}, self._run_options)[0]
         if out.shape != EMBEDDING_SHAPE:
             raise ModelError(
                 f"'{self.path}' returned embeddings of shape {out.shape}, expected {EMBEDDING_SHAPE}"

@@ -79,7 +79,7 @@ def _pil_bilinear_coeffs(in_size: int, out_size: int) -> Tuple[np.ndarray, np.nd
 def _resample_axis(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
     idx, wts = _pil_bilinear_coeffs(image.shape[axis], out_size)
     src = np.moveaxis(image, axis, 0)  # [in, other, 3]
-    acc = np.full((out_size,) + src.shape[1:], 1 << (_PRECISION_BITS - 1), np.int64)
+    acc = np.full((out_size, *src.shape[1:]), 1 << (_PRECISION_BITS - 1), np.int64)
     for j in range(idx.shape[1]):
         acc += src[idx[:, j]].astype(np.int64) * wts[:, j].reshape(-1, 1, 1)
     out = np.clip(acc >> _PRECISION_BITS, 0, 255).astype(np.uint8)

@@ -25,7 +25,10 @@ def embeddings(encoder):
 @pytest.mark.parametrize("variant", ["encoder_preproc", "encoder"])
 def test_embeddings_match_sampredictor(size, variant, tiny_paths, golden, embeddings):
     key = f"{size[0]}x{size[1]}"
-    emb = embeddings[size] if variant == "encoder_preproc" else SamEncoder(tiny_paths[variant]).encode(make_image(*size))
+    if variant == "encoder_preproc":
+        emb = embeddings[size]
+    else:
+        emb = SamEncoder(tiny_paths[variant]).encode(make_image(*size))
     assert emb.embeddings.shape == (1, 256, 64, 64) and emb.embeddings.dtype == np.float32
     assert emb.original_size == size
     assert emb.input_size == tuple(golden[f"{key}/input_size"])

@@ -21,11 +21,10 @@ import tempfile
 import numpy as np
 import samexporter.export_decoder as export_decoder
 import samexporter.export_encoder as export_encoder
+import tiny_sam
 import torch
 from sam_cases import SIZES, make_image, prompts, refine_prompt
 from segment_anything import SamPredictor
-
-import tiny_sam
 
 SEED = 0
 EMB_STEP = 16  # a subsample keeps golden.npz small
@@ -59,7 +58,7 @@ def golden(ckpt: str) -> dict:
         for name, p in cases.items():
             for multi in (True, False):
                 _store(g, f"{key}/{name}/{int(multi)}", predictor, p, multi)
-        masks, scores, logits = predictor.predict(**_torch_args(cases["point"]), multimask_output=True)
+        _, scores, logits = predictor.predict(**_torch_args(cases["point"]), multimask_output=True)
         refine = dict(refine_prompt(h, w), mask_input=logits[np.argmax(scores)][None])
         for multi in (True, False):
             _store(g, f"{key}/refine/{int(multi)}", predictor, refine, multi)

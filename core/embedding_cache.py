@@ -1,0 +1,249 @@
+"""Persistent, size-capped cache of SAM image embeddings, one entry per encoded crop.
+
+An entry is ``<key>.npy`` (float16 ``[1, 256, 64, 64]``, 2 MiB) plus a
+``<key>.json`` sidecar holding its shape, sizes and a SHA-256 of the array.
+Both are written to temporary files and renamed into place, the sidecar last:
+an entry exists only once it is whole, and an entry that fails its checks
+(truncated, corrupt, foreign) is deleted and reported as a miss, never raised.
+Least recently used entries are evicted beyond ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .sam_encoder import EMBEDDING_SHAPE, ImageEmbedding
+
+FORMAT_VERSION = 1
+DEFAULT_MAX_BYTES = 2_000_000_000  # 2 GB, about 950 crops
+ENTRY_BYTES = 2 * 256 * 64 * 64 + 1024  # float16 array, .npy header and sidecar: about 2 MiB
+STALE_SECONDS = 3600  # temp files / orphans this old are left by a crash, not a writer at work
+_ENTRIES = "embeddings"
+_ENCODERS = "encoders.json"  # encoder file hashes by (path, size, mtime): ViT-B takes ~1 s to hash
+_TIMINGS = "timings.json"  # measured encode seconds per crop, by encoder hash, for estimates
+_LOG = logging.getLogger("ai_segmentation")
+
+
+def default_cache_dir() -> str:
+    """Per-user cache folder: %LOCALAPPDATA%, ~/Library/Caches or $XDG_CACHE_HOME (~/.cache)."""
+    home = os.path.expanduser("~")
+    if sys.platform.startswith("win"):
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "qgis-ai-segmentation")
+
+
+def _atomic_write(path: str, write) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    """Remove a file if it is there; another process may have removed it first."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _touch_quietly(path: str) -> None:
+    """Mark a file as just used; failing (read-only cache, file gone) only weakens the LRU order."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: str, data: Dict[str, Any]) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(data, sort_keys=True).encode("utf-8")))
+
+
+def make_key(parts: Dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``parts``."""
+    blob = json.dumps({"v": FORMAT_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings on disk under ``directory`` (default :func:`default_cache_dir`).
+
+    Thread-safe within a process; several processes may share a folder (all
+    changes are atomic renames and a vanished file is a miss).
+    """
+
+    def __init__(self, directory: Optional[str] = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = os.path.abspath(directory or default_cache_dir())
+        self.max_bytes = int(max_bytes)
+        self._entries = os.path.join(self.directory, _ENTRIES)
+        self._lock = threading.RLock()
+        self._hashes: Dict[str, str] = {}
+
+    def _paths(self, key: str):
+        folder = os.path.join(self._entries, key[:2])
+        return os.path.join(folder, key + ".npy"), os.path.join(folder, key + ".json")
+
+    def contains(self, key: str) -> bool:
+        """Cheap existence check (the checksum is verified by :meth:`get`)."""
+        npy, side = self._paths(key)
+        return os.path.isfile(side) and os.path.isfile(npy)
+
+    def get(self, key: str) -> Optional[ImageEmbedding]:
+        """The cached embedding (float32) or None; a damaged entry is removed and is a miss."""
+        npy, side = self._paths(key)
+        if not os.path.isfile(side):
+            return None
+        meta = _read_json(side)
+        try:
+            arr = np.load(npy, allow_pickle=False)
+            ok = (meta.get("version") == FORMAT_VERSION and arr.dtype == np.float16
+                  and arr.shape == EMBEDDING_SHAPE and tuple(meta.get("shape", ())) == EMBEDDING_SHAPE
+                  and hashlib.sha256(arr.tobytes()).hexdigest() == meta.get("sha256"))
+        except (OSError, ValueError, EOFError):
+            ok = False
+        if not ok:
+            _LOG.warning("Embedding cache entry %s is damaged; it will be encoded again", key[:12])
+            self._remove(key)
+            return None
+        _touch_quietly(side)  # LRU: the sidecar's mtime is the last use
+        return ImageEmbedding(
+            embeddings=arr.astype(np.float32),
+            original_size=tuple(meta["original_size"]),
+            input_size=tuple(meta["input_size"]),
+        )
+
+    def put(self, key: str, embedding: ImageEmbedding, meta: Optional[Dict[str, Any]] = None) -> None:
+        """Store ``embedding`` as float16 atomically, then evict beyond ``max_bytes``."""
+        arr = np.ascontiguousarray(embedding.embeddings, np.float16)
+        if arr.shape != EMBEDDING_SHAPE:
+            raise ValueError(f"embeddings must have shape {EMBEDDING_SHAPE}, got {arr.shape}")
+        npy, side = self._paths(key)
+        with self._lock:
+            os.makedirs(os.path.dirname(npy), exist_ok=True)
+            _atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False))
+            _write_json(side, {
+                "version": FORMAT_VERSION, "shape": list(arr.shape), "dtype": "float16",
+                "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+                "original_size": list(embedding.original_size), "input_size": list(embedding.input_size),
+                "created": time.time(), "meta": meta or {},
+            })
+            self.evict()
+
+    def _remove(self, key: str) -> None:
+        npy, side = self._paths(key)
+        _remove_quietly(side)  # sidecar first: the entry stops existing at once
+        _remove_quietly(npy)
+
+    def _scan(self):
+        """``(mtime, bytes, key)`` of every entry; removes crash leftovers older than an hour."""
+        out, now = [], time.time()
+        if not os.path.isdir(self._entries):
+            return out
+        for sub in os.scandir(self._entries):
+            if not sub.is_dir():
+                continue
+            files = {e.name: e for e in os.scandir(sub.path)}
+            for name, e in files.items():
+                try:
+                    st = e.stat()
+                except OSError:
+                    continue
+                stem, ext = os.path.splitext(name)
+                if ext == ".json" and stem + ".npy" in files:
+                    try:
+                        out.append((st.st_mtime, st.st_size + files[stem + ".npy"].stat().st_size, stem))
+                    except OSError:
+                        continue
+                elif now - st.st_mtime > STALE_SECONDS and (name.startswith(".tmp-") or (
+                        ext == ".npy" and stem + ".json" not in files)):
+                    _remove_quietly(e.path)
+        return out
+
+    def size_bytes(self) -> int:
+        """Bytes held by complete entries."""
+        with self._lock:
+            return sum(s for _, s, _ in self._scan())
+
+    def evict(self) -> None:
+        """Delete least recently used entries until the total is at most ``max_bytes``."""
+        with self._lock:
+            entries = sorted(self._scan())
+            total = sum(s for _, s, _ in entries)
+            for _, size, key in entries:
+                if total <= self.max_bytes:
+                    break
+                self._remove(key)
+                total -= size
+
+    def clear(self) -> None:
+        """Delete every cached embedding, encoder hash and timing."""
+        with self._lock:
+            shutil.rmtree(self._entries, ignore_errors=True)
+            for name in (_ENCODERS, _TIMINGS):
+                _remove_quietly(os.path.join(self.directory, name))
+            self._hashes.clear()
+
+    def encoder_hash(self, path: str) -> str:
+        """SHA-256 of a model file, computed once per (path, size, mtime) and remembered on disk."""
+        st = os.stat(path)
+        memo = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+        if memo in self._hashes:
+            return self._hashes[memo]
+        memo_file = os.path.join(self.directory, _ENCODERS)
+        digest = _read_json(memo_file).get(memo)
+        if not isinstance(digest, str):
+            h = hashlib.sha256()  # outside the lock: other threads keep using the cache meanwhile
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            digest = h.hexdigest()
+            with self._lock:
+                known = _read_json(memo_file)
+                known = dict(list(known.items())[-63:])  # bounded: old model files drop out
+                known[memo] = digest
+                os.makedirs(self.directory, exist_ok=True)
+                _write_json(memo_file, known)
+        self._hashes[memo] = digest
+        return digest
+
+    def encode_seconds(self, encoder_hash: str) -> Optional[float]:
+        """Seconds per crop measured earlier for this encoder (any session), or None."""
+        value = _read_json(os.path.join(self.directory, _TIMINGS)).get(encoder_hash)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def record_encode_seconds(self, encoder_hash: str, seconds: float) -> None:
+        """Fold one measured encode time into the encoder's running average."""
+        with self._lock:
+            path = os.path.join(self.directory, _TIMINGS)
+            known = _read_json(path)
+            old = known.get(encoder_hash)
+            known[encoder_hash] = seconds if not isinstance(old, (int, float)) else 0.7 * old + 0.3 * seconds
+            os.makedirs(self.directory, exist_ok=True)
+            _write_json(path, known)
+

@@ -1,0 +1,324 @@
+"""Prompts in map coordinates -> georeferenced SAM masks, with cached, lazily encoded crops.
+
+Flow: :meth:`RasterSegmenter.segment` picks the grid crop that holds the
+prompts with the largest margin, decodes on its cached embedding, and when the
+best mask touches a crop edge beyond which the raster continues, decodes
+again on a crop re-centred on the mask (coarser if the object is larger than
+a crop). Any crop it needs that is not cached raises :class:`NotEncodedError`
+naming it: encode it (in a QgsTask, see ``encode_task``) and call again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from .crops import DEFAULT_STRIDE, CropGrid, CropSpec, crops_in_extent, mask_bounds, touches_interior_edge
+from .embedding_cache import ENTRY_BYTES, EmbeddingCache, make_key
+from .errors import SegmentationError
+from .geo import Extent, GeoTransform, extent_to_pixel_bounds, map_to_pixel
+from .raster_source import RasterSource
+from .sam_decoder import PromptError, SamDecoder
+from .sam_encoder import ImageEmbedding, SamEncoder
+from .transforms import IMG_SIZE
+
+MAX_RECENTRES = 3  # re-centred / coarser decodes after the first, per segment() call
+_LOG = logging.getLogger("ai_segmentation")
+
+
+@dataclass(frozen=True)
+class MapPrompt:
+    """Prompts in the raster CRS (map units); for a raster without georeferencing, in
+    QGIS's pixel frame ``(column, -row)``.
+
+    Attributes:
+        points: ``(x, y)`` clicks.
+        labels: one per point, 1 include, 0 exclude.
+        box: ``(xmin, ymin, xmax, ymax)``.
+    """
+
+    points: Tuple[Tuple[float, float], ...] = ()
+    labels: Tuple[int, ...] = ()
+    box: Optional[Tuple[float, float, float, float]] = None
+
+
+@dataclass
+class Segmentation:
+    """Masks of one prompt, on the pixel grid of the crop they were decoded on.
+
+    Attributes:
+        masks: ``[K, H, W]`` bool (K=3 multimask, else 1), ``(H, W)`` = crop frame size;
+            pixels outside the raster are False.
+        scores: ``[K]`` float32 predicted IoU.
+        low_res_logits: ``[K, 256, 256]`` float32, fed back when refining.
+        geotransform: GDAL geotransform of the mask grid, in the raster CRS.
+        crs_wkt: the raster CRS ("" if unknown).
+        crop: the crop the masks were decoded on.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+    geotransform: GeoTransform
+    crs_wkt: str
+    crop: CropSpec
+
+    @property
+    def best(self) -> int:
+        """Index of the highest-scoring mask."""
+        return int(np.argmax(self.scores))
+
+
+class NotEncodedError(SegmentationError):
+    """The crop needed for a prompt is not encoded yet; encode ``crop`` and call again."""
+
+    def __init__(self, crop: CropSpec) -> None:
+        super().__init__(f"this part of the raster is not encoded yet (crop {crop.as_dict()})")
+        self.crop = crop
+
+
+class OutsideRasterError(SegmentationError):
+    """A prompt lies outside the raster."""
+
+
+@dataclass(frozen=True)
+class EncodeEstimate:
+    """What encoding a set of crops would cost.
+
+    Attributes:
+        total: crops in the set.
+        to_encode: crops not cached yet.
+        seconds: estimated seconds for them, or None before any crop was ever timed.
+        cache_bytes: disk the new embeddings take.
+        cache_limit: the cache's size cap; beyond it the oldest embeddings are evicted.
+    """
+
+    total: int
+    to_encode: int
+    seconds: Optional[float]
+    cache_bytes: int
+    cache_limit: int
+
+    @property
+    def text(self) -> str:
+        when = f"about {format_duration(self.seconds)}" if self.seconds is not None else "time unknown yet"
+        out = f"{self.to_encode} of {self.total} crops to encode ({when}, {format_bytes(self.cache_bytes)})"
+        if self.cache_bytes > self.cache_limit:
+            out += (f"; more than the {format_bytes(self.cache_limit)} embedding cache: the first crops "
+                    "would be evicted, raise the cache size or encode a smaller extent")
+        return out
+
+
+def format_bytes(n: int) -> str:
+    """``"23 MB"``, ``"1.4 GB"`` (decimal units)."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"12 min"``, ``"2 h 05 min"``."""
+    s = max(0, round(seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 5400:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class RasterSegmenter:
+    """SAM on one raster: lazy models, one embedding per crop, cached on disk.
+
+    Args:
+        source: the raster (see :meth:`RasterSource.open`).
+        encoder_path, decoder_path: samexporter ONNX files, loaded on first use.
+        cache: where embeddings live.
+        threads: ONNX Runtime intra-op threads (None: its default).
+        stride: grid step in source pixels (see :mod:`crops`).
+    """
+
+    def __init__(self, source: RasterSource, encoder_path: str, decoder_path: str, cache: EmbeddingCache,
+                 threads: Optional[int] = None, stride: int = DEFAULT_STRIDE) -> None:
+        self.source = source
+        self.encoder_path = os.fspath(encoder_path)
+        self.decoder_path = os.fspath(decoder_path)
+        self.cache = cache
+        self.threads = threads
+        self.grid = CropGrid(source.width, source.height, stride=stride)
+        # One lock per model: a click must not wait while a task loads the (slow) encoder.
+        self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
+        self._encoder: Optional[SamEncoder] = None
+        self._decoder: Optional[SamDecoder] = None
+
+    # --- models and keys ---
+
+    def _get_encoder(self) -> SamEncoder:
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = SamEncoder(self.encoder_path, self.threads)
+            return self._encoder
+
+    def _get_decoder(self) -> SamDecoder:
+        with self._decoder_lock:
+            if self._decoder is None:
+                self._decoder = SamDecoder(self.decoder_path, self.threads)
+            return self._decoder
+
+    def prepare(self) -> None:
+        """Load the decoder and run it once, so the first click answers at full speed.
+
+        Optional (everything loads lazily); the GUI may call it when the map tool
+        is activated. Costs about 0.2-0.4 s; never loads the encoder. The blank
+        decode at the usual frame size also builds the mask upscaling matrices.
+        """
+        blank = ImageEmbedding(np.zeros((1, 256, 64, 64), np.float32), (IMG_SIZE, IMG_SIZE), (IMG_SIZE, IMG_SIZE))
+        self._get_decoder().predict(blank, [[512.0, 512.0]], [1], multimask=True)
+
+    def _key(self, crop: CropSpec) -> str:
+        return make_key({"source": self.source.identity(), "crop": crop.as_dict(),
+                         "encoder": self.cache.encoder_hash(self.encoder_path)})
+
+    # --- prompts ---
+
+    def _prompt_pixels(self, prompt: MapPrompt) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Points ``[N, 2]`` and box ``[4]`` as continuous source pixels; raises if outside."""
+        if not len(prompt.points) and prompt.box is None:
+            raise PromptError("no prompt: click on the raster or draw a box")
+        if len(prompt.points) != len(prompt.labels):
+            raise PromptError(f"{len(prompt.points)} points but {len(prompt.labels)} labels")
+        w, h, gt = self.source.width, self.source.height, self.source.geotransform
+        pts = map_to_pixel(gt, prompt.points) if len(prompt.points) else np.zeros((0, 2))
+        outside = [i for i, (c, r) in enumerate(pts) if not (0 <= c < w and 0 <= r < h)]
+        if outside:
+            x, y = prompt.points[outside[0]]
+            raise OutsideRasterError(f"the point ({x:.6g}, {y:.6g}) is outside the raster "
+                                     f"'{self.source.name}'; click on the raster")
+        box = None
+        if prompt.box is not None:
+            c0, r0, c1, r1 = extent_to_pixel_bounds(gt, prompt.box)
+            box = np.array([max(c0, 0.0), max(r0, 0.0), min(c1, float(w)), min(r1, float(h))])
+            if box[2] <= box[0] or box[3] <= box[1]:
+                raise OutsideRasterError(f"the box {tuple(prompt.box)} does not overlap the raster "
+                                         f"'{self.source.name}'")
+        return pts, box
+
+    @staticmethod
+    def _all_pixels(pts: np.ndarray, box: Optional[np.ndarray]) -> np.ndarray:
+        return pts if box is None else np.concatenate([pts, box.reshape(2, 2)])
+
+    def _holds(self, crop: CropSpec, pixels: np.ndarray) -> bool:
+        w, h = crop.valid_size(self.source.width, self.source.height)
+        f = crop.to_frame(pixels)
+        return bool(((f >= 0) & (f <= (w, h))).all())
+
+    def crop_for(self, prompt: MapPrompt) -> CropSpec:
+        """The grid crop holding all of the prompt with the largest margin (finest scale first)."""
+        return self.grid.best_crop(self._all_pixels(*self._prompt_pixels(prompt)))
+
+    def crops_in_extent(self, extent: Optional[Extent] = None) -> List[CropSpec]:
+        """Grid crops covering ``extent`` (raster CRS; None = whole raster), for "Encode Image"."""
+        return crops_in_extent(self.source, extent, self.grid.stride)
+
+    # --- encoding ---
+
+    def is_encoded(self, crop: CropSpec) -> bool:
+        """True if ``crop``'s embedding is in the cache."""
+        return self.cache.contains(self._key(crop))
+
+    def encode(self, crop: CropSpec, is_canceled: Callable[[], bool] = lambda: False) -> None:
+        """Encode ``crop`` and cache it; thread-safe, for a QgsTask (GDAL opened in this thread).
+
+        Does nothing if the crop is cached. ``is_canceled`` is checked before the
+        read and before the encoder runs; a cancelled call writes nothing.
+        """
+        key = self._key(crop)
+        if is_canceled() or self.cache.contains(key):
+            return
+        rgb = self.source.read(crop)
+        encoder = self._get_encoder()
+        if is_canceled():
+            return
+        start = time.perf_counter()
+        embedding = encoder.encode(rgb)
+        seconds = time.perf_counter() - start
+        self.cache.put(key, embedding, {"uri": self.source.uri, "crop": crop.as_dict(),
+                                        "bands": list(self.source.bands)})
+        self.cache.record_encode_seconds(self.cache.encoder_hash(self.encoder_path), seconds)
+        _LOG.info("Encoded crop %s of %s in %.1f s", crop.as_dict(), self.source.uri, seconds)
+
+    def seconds_per_crop(self) -> Optional[float]:
+        """Encode time per crop measured earlier with this encoder (any session), or None."""
+        return self.cache.encode_seconds(self.cache.encoder_hash(self.encoder_path))
+
+    def estimate(self, crops: List[CropSpec]) -> EncodeEstimate:
+        """Crops left to encode and the time they would take, so the GUI can ask first."""
+        todo = sum(1 for c in crops if not self.is_encoded(c))
+        per_crop = self.seconds_per_crop()
+        return EncodeEstimate(len(crops), todo, None if per_crop is None else todo * per_crop,
+                              todo * ENTRY_BYTES, self.cache.max_bytes)
+
+    def embedding(self, crop: CropSpec) -> ImageEmbedding:
+        """The cached embedding of ``crop``; raises :class:`NotEncodedError` (also if damaged)."""
+        emb = self.cache.get(self._key(crop))
+        if emb is None:
+            raise NotEncodedError(crop)
+        return emb
+
+    # --- decoding ---
+
+    def _decode(self, crop: CropSpec, pts: np.ndarray, labels: Tuple[int, ...], box: Optional[np.ndarray],
+                mask_input: Optional[np.ndarray], multimask: bool) -> Segmentation:
+        emb = self.embedding(crop)
+        # SAM puts a coordinate c at the centre of pixel c: continuous frame position - 0.5.
+        fpts = crop.to_frame(pts) - 0.5 if len(pts) else None
+        fbox = (crop.to_frame(box.reshape(2, 2)) - 0.5).ravel() if box is not None else None
+        pred = self._get_decoder().predict(emb, fpts, list(labels) if len(pts) else None, fbox,
+                                           mask_input, multimask)
+        masks = pred.masks.copy()
+        w, h = crop.valid_size(self.source.width, self.source.height)
+        masks[:, h:, :] = False  # padding beyond the raster's edge
+        masks[:, :, w:] = False
+        return Segmentation(masks, pred.scores, pred.low_res_logits,
+                            crop.geotransform(self.source.geotransform), self.source.crs_wkt, crop)
+
+    def segment(self, prompt: MapPrompt, previous: Optional[Segmentation] = None,
+                multimask: bool = True) -> Segmentation:
+        """Masks for ``prompt`` from cached embeddings only.
+
+        Args:
+            prompt: points/box in the raster CRS.
+            previous: the last result for the same object; its crop is kept when it
+                holds the new prompt, and its best logits then refine the mask.
+            multimask: three candidate masks if True, else one.
+        Raises:
+            NotEncodedError: a needed crop (first, re-centred or coarser) is not cached.
+            OutsideRasterError: a point, or the whole box, is off the raster.
+        """
+        pts, box = self._prompt_pixels(prompt)
+        pixels = self._all_pixels(pts, box)
+        mask_input = None
+        if previous is not None and self._holds(previous.crop, pixels):
+            crop = previous.crop
+            mask_input = previous.low_res_logits[previous.best][None]
+        else:
+            crop = self.grid.best_crop(pixels)
+        seen, attempt = {crop}, 0
+        while True:
+            seg = self._decode(crop, pts, prompt.labels, box, mask_input, multimask)
+            best = seg.masks[seg.best]
+            if attempt == MAX_RECENTRES or not touches_interior_edge(best, self.grid.interior_edges(crop)):
+                return seg
+            c0, r0, c1, r1 = mask_bounds(best, crop)
+            lo, hi = pixels.min(axis=0), pixels.max(axis=0)
+            nxt = self.grid.recentre((min(c0, math.floor(lo[0])), min(r0, math.floor(lo[1])),
+                                      max(c1, math.ceil(hi[0])), max(r1, math.ceil(hi[1]))))
+            if nxt in seen:
+                return seg
+            _LOG.debug("Mask touches the edge of crop %s; decoding on %s", crop.as_dict(), nxt.as_dict())
+            seen.add(nxt)
+            crop, mask_input, attempt = nxt, None, attempt + 1

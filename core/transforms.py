@@ -125,7 +125,7 @@ def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray, np.ndarray]:
+def postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray, np.ndarray]:
     """Row and column matrices taking 256x256 logits to the original size in one product."""
     mats = []
     for axis in (0, 1):
@@ -137,5 +137,5 @@ def _postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarra
 
 def upscale_logits(low_res: np.ndarray, input_size: Shape, original: Shape) -> np.ndarray:
     """``[K, 256, 256]`` logits -> ``[K, H, W]`` float32 logits at the original image size."""
-    rows, cols = _postprocess_matrices(tuple(input_size), tuple(original))
+    rows, cols = postprocess_matrices(tuple(input_size), tuple(original))
     return np.stack([rows @ m.astype(np.float32) @ cols.T for m in low_res])

@@ -1,0 +1,138 @@
+"""Map tool collecting SAM prompts: left click includes, right click excludes, a left drag draws a box.
+
+The tool only turns mouse and keyboard input into signals in canvas CRS map
+units; the controller reprojects them to the raster CRS and segments.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from qgis.core import QgsPointXY, QgsWkbTypes
+from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
+from qgis.PyQt.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QColor, QKeyEvent
+
+from .gui.prompts import EXCLUDE, INCLUDE
+
+DRAG_THRESHOLD_PX = 6  # a press that moves less than this is a click, not a box
+HOVER_INTERVAL_MS = 150  # at most one hover preview per interval
+
+# (key, modifiers) -> command; Ctrl+Z and Tab are taken before QGIS's own shortcuts
+# and focus navigation while the tool is active.
+KEY_COMMANDS = {
+    (Qt.Key_S, Qt.NoModifier): "save",
+    (Qt.Key_Z, Qt.ControlModifier): "undo",
+    (Qt.Key_Escape, Qt.NoModifier): "clear",
+    (Qt.Key_Tab, Qt.NoModifier): "next_mask",
+    (Qt.Key_Backtab, Qt.ShiftModifier): "previous_mask",
+}
+
+
+def key_command(event: QKeyEvent) -> Optional[str]:
+    """The command bound to a key event, or None."""
+    mods = event.modifiers() & (Qt.ShiftModifier | Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)
+    return KEY_COMMANDS.get((event.key(), int(mods)))
+
+
+class SegmentationMapTool(QgsMapTool):
+    """Collects prompts on the canvas.
+
+    Signals (coordinates in the canvas CRS, map units):
+        point_clicked(x, y, label): a click; label 1 include (left), 0 exclude (right).
+        box_drawn(xmin, ymin, xmax, ymax): a left drag.
+        hovered(x, y): the cursor rested there (only when ``hover_enabled``; throttled).
+        command_key(name): "save", "undo", "clear", "next_mask" or "previous_mask".
+    """
+
+    point_clicked = pyqtSignal(float, float, int)
+    box_drawn = pyqtSignal(float, float, float, float)
+    hovered = pyqtSignal(float, float)
+    command_key = pyqtSignal(str)
+
+    def __init__(self, canvas: QgsMapCanvas) -> None:
+        super().__init__(canvas)
+        self.setCursor(Qt.CrossCursor)
+        self.hover_enabled = False
+        self._press: Optional[QPoint] = None
+        self._press_map: Optional[QgsPointXY] = None
+        self._band: Optional[QgsRubberBand] = None
+        self._hover_at: Optional[tuple] = None
+        self._hover_timer = QTimer(self)
+        self._hover_timer.setSingleShot(True)
+        self._hover_timer.setInterval(HOVER_INTERVAL_MS)
+        self._hover_timer.timeout.connect(self._emit_hover)
+
+    # --- mouse ---
+
+    def canvasPressEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 (Qt override)
+        if e.button() == Qt.LeftButton:
+            self._press = QPoint(e.pixelPoint())
+            self._press_map = QgsPointXY(e.mapPoint())
+
+    def canvasMoveEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
+        pos = e.pixelPoint()
+        if self._press is not None and e.buttons() & Qt.LeftButton:
+            if self._band is not None or (pos - self._press).manhattanLength() >= DRAG_THRESHOLD_PX:
+                self._drag_band().setToCanvasRectangle(QRect(self._press, pos).normalized())
+            return
+        if self.hover_enabled:
+            point = e.mapPoint()
+            self._hover_at = (point.x(), point.y())
+            if not self._hover_timer.isActive():
+                self._hover_timer.start()
+
+    def canvasReleaseEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
+        point = e.mapPoint()
+        x, y = point.x(), point.y()  # copy now: the event's point dies with the event
+        if e.button() == Qt.RightButton:
+            self.point_clicked.emit(x, y, EXCLUDE)
+            return
+        if e.button() != Qt.LeftButton or self._press_map is None:
+            return
+        start, dragged = self._press_map, self._band is not None
+        self._end_drag()
+        if dragged:
+            self.box_drawn.emit(min(start.x(), x), min(start.y(), y), max(start.x(), x), max(start.y(), y))
+        else:
+            self.point_clicked.emit(x, y, INCLUDE)
+
+    def _drag_band(self) -> QgsRubberBand:
+        if self._band is None:
+            self._band = QgsRubberBand(self.canvas(), QgsWkbTypes.PolygonGeometry)
+            self._band.setStrokeColor(QColor(255, 170, 0))
+            self._band.setFillColor(QColor(255, 170, 0, 40))
+            self._band.setWidth(2)
+        return self._band
+
+    def _end_drag(self) -> None:
+        self._press = None
+        self._press_map = None
+        if self._band is not None:
+            self.canvas().scene().removeItem(self._band)
+            self._band = None
+
+    def _emit_hover(self) -> None:
+        if self.hover_enabled and self._hover_at is not None and self._press is None:
+            self.hovered.emit(*self._hover_at)
+
+    # --- keyboard ---
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """Take the tool's keys from the canvas before shortcuts and Tab focus navigation do."""
+        if event.type() in (QEvent.ShortcutOverride, QEvent.KeyPress) and key_command(event):
+            if event.type() == QEvent.KeyPress:
+                self.command_key.emit(key_command(event))
+            event.accept()
+            return True
+        return False
+
+    def activate(self) -> None:
+        super().activate()
+        self.canvas().installEventFilter(self)
+
+    def deactivate(self) -> None:
+        self.canvas().removeEventFilter(self)
+        self._hover_timer.stop()
+        self._end_drag()
+        super().deactivate()

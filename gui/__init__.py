@@ -1,0 +1,1 @@
+"""Canvas items, prompts, parameters, dialogs and the controller of the plugin."""

@@ -1,0 +1,1 @@
+"""The AI Segmentation Processing provider: encode, segment a prompt layer, segment everything."""

@@ -1,0 +1,175 @@
+"""What the AI Segmentation algorithms share: raster and model parameters, the segmenter,
+encoding with cancellation, and the output-layer fields and features."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from osgeo import ogr
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QDateTime, QVariant
+
+from ..core.crops import CropSpec
+from ..core.embedding_cache import EmbeddingCache
+from ..core.errors import SegmentationError
+from ..core.geo import Extent
+from ..core.output_store import SCHEMA, measure, to_qgs_geometry
+from ..core.qgis_raster import source_from_layer
+from ..core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
+from ..toolbelt.metadata import PLUGIN_DIR
+from ..toolbelt.models import find_models
+from ..toolbelt.settings import Settings
+
+INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
+CANCELED = "Canceled: no output was written."
+_QVARIANT = {ogr.OFTString: QVariant.String, ogr.OFTReal: QVariant.Double, ogr.OFTInteger: QVariant.Int,
+             ogr.OFTDateTime: QVariant.DateTime}
+
+
+class AlgorithmBase(QgsProcessingAlgorithm):
+    """Provider-wide naming, and parameters and set-up common to every algorithm."""
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API)
+        return ""
+
+    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def add_raster_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(INPUT, "Raster to segment"))
+        self.addParameter(QgsProcessingParameterBand(
+            BANDS, "Bands shown to SAM as R, G, B (default: by colour interpretation)", None, INPUT,
+            optional=True, allowMultiple=True))
+
+    def add_model_parameters(self, decoder: bool = True) -> None:
+        self.addParameter(QgsProcessingParameterFile(
+            ENCODER, "SAM encoder .onnx (default: the plugin's models folder)", extension="onnx",
+            optional=True))
+        if decoder:
+            self.addParameter(QgsProcessingParameterFile(
+                DECODER, "SAM decoder .onnx (default: the plugin's models folder)", extension="onnx",
+                optional=True))
+
+    def raster_layer(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> QgsRasterLayer:
+        layer = self.parameterAsRasterLayer(parameters, INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, INPUT))
+        return layer
+
+    def extent(self, parameters: Dict[str, Any], context: QgsProcessingContext,
+               layer: QgsRasterLayer) -> Optional[Extent]:
+        """EXTENT in the raster's CRS, or None (the whole raster) when it is not set."""
+        r = self.parameterAsExtent(parameters, EXTENT, context, layer.crs())
+        return None if r.isNull() else (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum())
+
+    def write_output(self, parameters: Dict[str, Any], context: QgsProcessingContext, fields: QgsFields,
+                     crs: QgsCoordinateReferenceSystem, features: List[QgsFeature]) -> str:
+        """Create OUTPUT and write ``features``. Called once everything is computed, so a failure or
+        a cancel before it leaves no partial output."""
+        sink, dest = self.parameterAsSink(parameters, OUTPUT, context, fields, QgsWkbTypes.MultiPolygon, crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, OUTPUT))
+        for feature in features:
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return dest
+
+    def segmenter(self, parameters: Dict[str, Any], context: QgsProcessingContext,
+                  layer: QgsRasterLayer, decoder: bool = True) -> RasterSegmenter:
+        """The segmenter the dock would use for this raster: same cache, models and crops."""
+        settings = Settings.load()
+        encoder_path, decoder_path = model_paths(
+            self.parameterAsFile(parameters, ENCODER, context),
+            self.parameterAsFile(parameters, DECODER, context) if decoder else "", settings, decoder)
+        bands = self.parameterAsInts(parameters, BANDS, context) or None
+        try:
+            source = source_from_layer(layer, bands)
+        except SegmentationError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        cache = EmbeddingCache(settings.cache_dir or None, settings.cache_max_bytes)
+        return RasterSegmenter(source, encoder_path, decoder_path, cache, settings.encoder_threads)
+
+
+def model_paths(encoder: str, decoder: str, settings: Settings, need_decoder: bool) -> Tuple[str, str]:
+    """The ENCODER/DECODER files, else the best ones in the models folder (settings, then the
+    plugin's own); raises a clear error when one is missing."""
+    found = [find_models(d) for d in dict.fromkeys([settings.models_dir, str(PLUGIN_DIR / "models")])]
+    paths = {"encoder": encoder or next((m.encoder for m in found if m.encoder), ""),
+             "decoder": decoder or next((m.decoder for m in found if m.decoder), "")}
+    for role in ("encoder", "decoder") if need_decoder else ("encoder",):
+        path = paths[role]
+        if not path:
+            raise QgsProcessingException(
+                f"No SAM {role} given and none found in {settings.models_dir}: set the "
+                f"{role.upper()} parameter to a samexporter {role} .onnx file, or set the models up "
+                "from the AI Segmentation panel.")
+        if not os.path.isfile(path):
+            raise QgsProcessingException(f"SAM {role} model not found: '{path}' is not a file.")
+    return paths["encoder"], paths["decoder"] if need_decoder else ""
+
+
+def encode(segmenter: RasterSegmenter, crop: CropSpec, feedback: QgsProcessingFeedback) -> None:
+    """Encode one crop into the cache unless it is there; raises :data:`CANCELED` when the user cancels."""
+    if not feedback.isCanceled() and not segmenter.is_encoded(crop):
+        feedback.pushInfo(f"Encoding crop {crop.as_dict()}")
+        segmenter.encode(crop, feedback.isCanceled)
+    if feedback.isCanceled():
+        raise QgsProcessingException(CANCELED)
+
+
+def segment(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
+            feedback: QgsProcessingFeedback) -> Segmentation:
+    """:meth:`RasterSegmenter.segment`, encoding each crop it asks for first (as the map tool does)."""
+    asked: List[CropSpec] = []
+    while True:
+        try:
+            return segmenter.segment(prompt, multimask=multimask)
+        except NotEncodedError as exc:
+            if exc.crop in asked:  # encoded, yet missing: the cache cannot keep it
+                raise QgsProcessingException(
+                    f"The embedding of crop {exc.crop.as_dict()} could not be kept in the cache "
+                    f"'{segmenter.cache.directory}': check that it is writable and not full.") from None
+            asked.append(exc.crop)
+            encode(segmenter, exc.crop, feedback)
+
+
+def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
+    """The output-layer schema of the dock's GeoPackage (core.output_store.SCHEMA), then ``extra``."""
+    fields = QgsFields()
+    for name, kind in SCHEMA:
+        fields.append(QgsField(name, _QVARIANT[kind]))
+    for f in extra or []:
+        fields.append(f)
+    return fields
+
+
+def object_feature(fields: QgsFields, wkb: bytes, crs: QgsCoordinateReferenceSystem,
+                   values: Dict[str, Any]) -> QgsFeature:
+    """A feature of ``fields`` with the (multi)polygon ``wkb``, measured in ``crs``; ``values``
+    give the other attributes (label, score, source, model, counts, extras)."""
+    geometry = to_qgs_geometry(wkb)
+    area, perimeter = measure(geometry, crs)
+    feature = QgsFeature(fields)
+    feature.setGeometry(geometry)
+    row = {"area_m2": area, "perimeter_m": perimeter, "created": QDateTime.currentDateTimeUtc(), **values}
+    for name, value in row.items():
+        feature[name] = value
+    return feature

@@ -1,0 +1,69 @@
+"""aisegmentation:encode — fill the embedding cache the dock uses, ahead of segmenting."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterExtent,
+)
+
+from ..core.errors import SegmentationError
+from .common import EXTENT, AlgorithmBase, encode
+
+ENCODED, CACHED = "ENCODED", "CACHED"
+
+
+class EncodeAlgorithm(AlgorithmBase):
+    """Encode every 1024 px crop of an extent (the dock's "Encode Image")."""
+
+    def name(self) -> str:
+        return "encode"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API)
+        return "Encode raster (fill the embedding cache)"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        return (
+            "Runs the heavy SAM image encoder on every crop (1024 x 1024 pixels, overlapping by 256) "
+            "of the raster or of EXTENT and stores the embeddings in the cache the AI Segmentation "
+            "panel uses, so that later clicks and the segmentation algorithms answer at once. "
+            "Crops already cached are skipped. Canceling keeps the crops finished so far.\n"
+            "Outputs: ENCODED (crops encoded now), CACHED (crops that already were)."
+        )
+
+    def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802 (QGIS API)
+        self.add_raster_parameters()
+        self.addParameter(QgsProcessingParameterExtent(
+            EXTENT, "Extent to encode (default: the whole raster)", optional=True))
+        self.add_model_parameters(decoder=False)
+        self.addOutput(QgsProcessingOutputNumber(ENCODED, "Crops encoded"))
+        self.addOutput(QgsProcessingOutputNumber(CACHED, "Crops already cached"))
+
+    def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        layer = self.raster_layer(parameters, context)
+        segmenter = self.segmenter(parameters, context, layer, decoder=False)
+        crops = segmenter.crops_in_extent(self.extent(parameters, context, layer))
+        if not crops:
+            raise QgsProcessingException(f"EXTENT does not overlap '{layer.name()}'.")
+        todo = [c for c in crops if not segmenter.is_encoded(c)]
+        estimate = segmenter.estimate(crops)
+        feedback.pushInfo(f"{layer.name()}: {estimate.text}")
+        done = 0
+        try:
+            for crop in todo:
+                encode(segmenter, crop, feedback)
+                done += 1
+                feedback.setProgress(100.0 * done / len(todo))
+        except QgsProcessingException:
+            if not feedback.isCanceled():
+                raise
+            feedback.pushWarning(f"Canceled after {done} of {len(todo)} crops; they stay cached.")
+        except SegmentationError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        return {ENCODED: done, CACHED: len(crops) - len(todo)}

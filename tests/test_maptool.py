@@ -1,0 +1,375 @@
+"""Clicks on a real canvas -> prompts in the raster CRS -> decoder -> preview -> saved GeoPackage feature.
+
+Uses the tiny random-weight SAM (same ONNX signature as ViT-B): its masks are blobs unrelated to
+the image, so results are checked against the decoder called directly on the same crop and
+inputs, and geometry against the raster's georeferencing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import test_plugin
+from osgeo import gdal, osr
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+from qgis.gui import QgsMapMouseEvent
+from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+from test_plugin import pkg
+
+plugin_package = test_plugin.plugin_package  # fixture
+
+RASTER_CRS = "EPSG:32633"
+ORIGIN = (500000.0, 4650000.0)  # top-left, metres
+PIXEL = 0.5  # metres
+SIZE = (600, 400)  # width, height: one encoder crop
+
+
+def write_raster(path, size=SIZE, epsg=32633, origin=ORIGIN, pixel=PIXEL) -> str:
+    """RGB GeoTIFF with a few bright shapes on a dark background."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.zeros((3, h, w), np.uint8)
+    rgb[:] = 40
+    rgb[0][(xx - 200) ** 2 + (yy - 200) ** 2 < 60**2] = 230  # red disc
+    rgb[1][(xx > 350) & (xx < 500) & (yy > 100) & (yy < 300)] = 210  # green rectangle
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, 3, gdal.GDT_Byte)
+    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    for i in range(3):
+        ds.GetRasterBand(i + 1).WriteArray(rgb[i])
+    ds.FlushCache()
+    ds = None  # close now: a dataset alive at QGIS exit segfaults
+    return str(path)
+
+
+def raster_point(col: float, row: float):
+    """Map coordinates (raster CRS) of a continuous pixel position."""
+    return ORIGIN[0] + col * PIXEL, ORIGIN[1] - row * PIXEL
+
+
+@pytest.fixture
+def models_dir(tmp_path, tiny_paths):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(tiny_paths["encoder_preproc"], folder / "tiny.encoder.preproc.onnx")
+    shutil.copy(tiny_paths["decoder"], folder / "tiny.decoder.onnx")
+    return folder
+
+
+def show_canvas(canvas, qtbot):
+    """The session canvas starts hidden at 98x28: show it so pixels map to real coordinates."""
+    canvas.parentWidget().show()
+    canvas.parentWidget().resize(600, 400)
+    qtbot.waitUntil(lambda: canvas.mapSettings().outputSize().width() > 200)
+
+
+@pytest.fixture
+def session(plugin_package, qgis_iface, qgis_canvas, qgis_new_project, qtbot, tmp_path, models_dir):
+    """Dock + controller on a UTM raster, canvas in the raster CRS, tiny models, fresh cache."""
+    show_canvas(qgis_canvas, qtbot)
+    pkg("toolbelt.log").set_message_bar(qgis_iface.messageBar())
+    QgsProject.instance().setPresetHomePath(str(tmp_path))  # the output GeoPackage goes here
+    layer = QgsRasterLayer(write_raster(tmp_path / "ortho.tif"), "ortho")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    settings = pkg("toolbelt.settings").Settings(models_dir=str(models_dir), cache_dir=str(tmp_path / "cache"))
+    dock = pkg("ai_segmentation_dockwidget").AISegmentationDock()
+    controller = pkg("gui.controller").SegmentationController(qgis_iface, dock, settings)
+    dock.set_layer(layer)
+    qgis_canvas.setDestinationCrs(layer.crs())
+    qgis_canvas.setExtent(layer.extent())
+    qgis_canvas.refresh()
+    dock.ui.start_button.click()
+    assert qgis_canvas.mapTool() is controller.tool
+    yield SimpleNamespace(canvas=qgis_canvas, dock=dock, controller=controller, layer=layer, iface=qgis_iface,
+                          qtbot=qtbot, tmp_path=tmp_path)
+    controller.shutdown()
+    qtbot.waitUntil(lambda: QgsApplication.taskManager().countActiveTasks() == 0, timeout=60000)
+    dock.deleteLater()
+    pkg("toolbelt.log").set_message_bar(None)
+    QgsProject.instance().setPresetHomePath("")
+
+
+def to_pixel(canvas, x: float, y: float, crs: str = RASTER_CRS) -> QPoint:
+    """Canvas widget position of a point given in ``crs``."""
+    point = QgsPointXY(x, y)
+    src = QgsCoordinateReferenceSystem(crs)
+    dest = canvas.mapSettings().destinationCrs()
+    if src != dest:
+        point = QgsCoordinateTransform(src, dest, QgsProject.instance()).transform(point)
+    p = canvas.getCoordinateTransform().transform(point)
+    return QPoint(round(p.x()), round(p.y()))
+
+
+def click(s, pos: QPoint, button=Qt.LeftButton) -> None:
+    s.qtbot.mousePress(s.canvas.viewport(), button, pos=pos)
+    s.qtbot.mouseRelease(s.canvas.viewport(), button, pos=pos)
+
+
+def wait_result(s):
+    s.qtbot.waitUntil(lambda: s.controller.history.result is not None, timeout=60000)
+    return s.controller.history.result
+
+
+def decode_directly(s, points=None, labels=None, box=None, mask_input=None, multimask=True):
+    """The decoder called on the same embedding, prompts given in raster CRS (reference result)."""
+    from core.geo import map_to_pixel
+    from core.sam_decoder import SamDecoder
+
+    segmenter = s.controller.segmenter()
+    crop = s.controller.history.result.seg.crop
+    gt = segmenter.source.geotransform
+
+    def frame(p):  # SAM puts coordinate c at the centre of pixel c
+        return crop.to_frame(map_to_pixel(gt, p)) - 0.5
+
+    pts = frame(points) if points else None
+    fbox = frame([box[:2], box[2:]]).ravel() if box else None
+    if fbox is not None:  # map y grows up, rows grow down: SAM wants (x0, y0, x1, y1) top-left first
+        fbox = np.array([min(fbox[0], fbox[2]), min(fbox[1], fbox[3]), max(fbox[0], fbox[2]), max(fbox[1], fbox[3])])
+    return SamDecoder(s.controller.models.decoder).predict(segmenter.embedding(crop), pts, labels, fbox,
+                                                           mask_input, multimask)
+
+
+def features(layer):
+    return list(layer.getFeatures())
+
+
+def no_refine(s):
+    """Refinement off: the saved polygon is then the pixel-exact outline of the mask."""
+    u = s.dock.ui
+    for spin in (u.simplify_spin, u.min_area_spin, u.fill_holes_spin):
+        spin.setValue(0)
+    u.largest_only_check.setChecked(False)
+
+
+def test_click_encodes_previews_and_saves_a_feature(session):
+    s = session
+    x, y = raster_point(200.5, 200.5)
+    click(s, to_pixel(s.canvas, x, y))
+    assert not s.dock.ui.progress.isHidden()  # the crop is being encoded in a QgsTask
+    result = wait_result(s)
+    s.qtbot.waitUntil(lambda: s.dock.ui.progress.isHidden())
+
+    (px, py), = s.controller.history.current.points
+    assert abs(px - x) <= PIXEL and abs(py - y) <= PIXEL  # canvas pixel = raster pixel here
+    reference = decode_directly(s, [(px, py)], [1])
+    assert result.seg.masks.shape == (3, SIZE[1], SIZE[0])
+    np.testing.assert_array_equal(result.seg.masks, reference.masks)
+    np.testing.assert_allclose(result.seg.scores, reference.scores, rtol=1e-6)
+    buttons = s.dock.ui.candidate_buttons
+    assert not s.dock.ui.candidate_row.isHidden()
+    assert [b.text() for b in buttons] == [f"Mask {i + 1} · {v:.2f}" for i, v in enumerate(reference.scores)]
+    assert s.controller.overlay.has_mask and s.controller.overlay.isVisible()
+    assert s.controller.markers.marker_count == 1
+
+    s.qtbot.keyClick(s.canvas, Qt.Key_Tab)  # next candidate
+    index = (int(np.argmax(reference.scores)) + 1) % 3
+    assert result.index == index and buttons[index].isChecked()
+
+    no_refine(s)
+    s.dock.ui.label_edit.setText("disc")
+    s.qtbot.keyClick(s.canvas, Qt.Key_S)  # save
+    layer = s.controller.output.layer
+    assert layer is not None and QgsProject.instance().mapLayer(layer.id()) is layer
+    assert layer.source().startswith(str(s.tmp_path / "ai_segmentation.gpkg"))
+    (feature,) = features(layer)
+    assert feature["label"] == "disc" and feature["source"] == "ortho"
+    assert feature["model"] == "tiny.encoder.preproc.onnx"
+    assert (feature["n_positive"], feature["n_negative"]) == (1, 0)
+    assert feature["score"] == pytest.approx(float(reference.scores[index]), rel=1e-6)
+    geometry = feature.geometry()
+    assert layer.crs().authid() == RASTER_CRS
+    assert s.layer.extent().contains(geometry.boundingBox())
+    assert geometry.area() == pytest.approx(reference.masks[index].sum() * PIXEL**2)
+    assert feature["area_m2"] == pytest.approx(geometry.area())
+    # Ready for the next object: prompts, markers and preview are cleared.
+    assert s.controller.history.current.is_empty
+    assert s.controller.markers.marker_count == 0 and not s.controller.overlay.has_mask
+    assert s.dock.output_choice().layer_id == layer.id()
+
+
+def test_right_click_adds_an_exclude_point_sent_to_the_decoder(session):
+    s = session
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    first = wait_result(s)
+    click(s, to_pixel(s.canvas, *raster_point(420.5, 200.5)), Qt.RightButton)
+    second = wait_result(s)
+    prompts = s.controller.history.current
+    assert prompts.labels == (1, 0) and s.controller.markers.marker_count == 2
+    assert second.seg.masks.shape[0] == 1  # refining: one mask, fed with the chosen previous logits
+    previous_logits = first.seg.low_res_logits[first.index][None]
+    reference = decode_directly(s, list(prompts.points), [1, 0], mask_input=previous_logits, multimask=False)
+    np.testing.assert_allclose(second.seg.low_res_logits, reference.low_res_logits, atol=1e-5)
+    as_include = decode_directly(s, list(prompts.points), [1, 1], mask_input=previous_logits, multimask=False)
+    assert np.abs(as_include.low_res_logits - second.seg.low_res_logits).max() > 1e-3
+    assert s.dock.ui.candidate_row.isHidden()
+    assert s.dock.ui.prompt_label.text() == "Prompts: 1 include, 1 exclude"
+
+
+def test_undo_removes_the_last_prompt(session):
+    s = session
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    first = wait_result(s)
+    click(s, to_pixel(s.canvas, *raster_point(100.5, 300.5)))
+    wait_result(s)
+    assert len(s.controller.history.current.points) == 2
+    s.qtbot.keyClick(s.canvas, Qt.Key_Z, Qt.ControlModifier)
+    assert s.controller.history.current.labels == (1,)
+    assert s.controller.history.result is first  # shown again, not recomputed
+    assert s.controller.markers.marker_count == 1
+    s.dock.ui.undo_button.click()
+    assert s.controller.history.current.is_empty
+    assert not s.controller.overlay.has_mask and not s.dock.ui.save_button.isEnabled()
+
+
+def drag(s, start: QPoint, end: QPoint) -> None:
+    """A left drag as the canvas delivers it: press, moves with the button held, release."""
+    tool, canvas = s.controller.tool, s.canvas
+    tool.canvasPressEvent(QgsMapMouseEvent(canvas, QEvent.MouseButtonPress, start, Qt.LeftButton, Qt.LeftButton))
+    for t in (0.3, 0.7, 1.0):
+        pos = QPoint(round(start.x() + t * (end.x() - start.x())), round(start.y() + t * (end.y() - start.y())))
+        tool.canvasMoveEvent(QgsMapMouseEvent(canvas, QEvent.MouseMove, pos, Qt.NoButton, Qt.LeftButton))
+    tool.canvasReleaseEvent(QgsMapMouseEvent(canvas, QEvent.MouseButtonRelease, end, Qt.LeftButton, Qt.NoButton))
+
+
+def test_box_drag_sends_a_box_and_combines_with_points(session):
+    s = session
+    x0, y0 = raster_point(140, 130)
+    x1, y1 = raster_point(270, 270)
+    drag(s, to_pixel(s.canvas, x0, y0), to_pixel(s.canvas, x1, y1))
+    result = wait_result(s)
+    prompts = s.controller.history.current
+    assert prompts.points == () and prompts.box is not None
+    bx0, by0, bx1, by1 = prompts.box
+    assert (bx0, by0, bx1, by1) == pytest.approx((x0, y1, x1, y0), abs=PIXEL)
+    reference = decode_directly(s, box=prompts.box, multimask=False)
+    np.testing.assert_array_equal(result.seg.masks, reference.masks)
+    assert s.controller.markers._box is not None  # the box outline is drawn
+
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)), Qt.RightButton)
+    combined = wait_result(s)
+    assert s.controller.history.current.box == prompts.box and s.controller.history.current.labels == (0,)
+    reference = decode_directly(s, list(s.controller.history.current.points), [0], box=prompts.box,
+                                mask_input=result.seg.low_res_logits[0][None], multimask=False)
+    np.testing.assert_array_equal(combined.seg.masks, reference.masks)
+
+
+def test_canvas_crs_differs_from_raster_crs(session):
+    s = session
+    mercator = QgsCoordinateReferenceSystem("EPSG:3857")
+    s.canvas.setDestinationCrs(mercator)
+    to_canvas = QgsCoordinateTransform(s.layer.crs(), mercator, QgsProject.instance())
+    s.canvas.setExtent(to_canvas.transformBoundingBox(s.layer.extent()))
+    s.canvas.refresh()
+    s.canvas.waitWhileRendering()
+    x, y = raster_point(200.5, 200.5)
+    click(s, to_pixel(s.canvas, x, y))
+    result = wait_result(s)
+    (px, py), = s.controller.history.current.points
+    assert abs(px - x) < 2 * PIXEL and abs(py - y) < 2 * PIXEL  # reprojected back to UTM
+    assert s.controller.markers.marker_count == 1
+
+    # The preview is drawn where the mask is: compare the canvas with and without it.
+    mask = result.mask
+    # The tiny model's masks are a fine speckle: test pixels whose 8 neighbours agree. A canvas
+    # pixel is about one raster pixel here, so a drawing error of one pixel would show.
+    inside = np.argwhere(erode(mask))
+    outside = np.argwhere(erode(~mask) & in_raster(mask.shape))
+    assert len(inside) > 1000 and len(outside) > 1000
+    s.canvas.waitWhileRendering()
+    with_overlay = s.canvas.viewport().grab().toImage()
+    s.controller.overlay.hide()
+    without = s.canvas.viewport().grab().toImage()
+    s.controller.overlay.show()
+    def changed(pixels):
+        points = [to_pixel(s.canvas, *raster_point(col + 0.5, row + 0.5)) for row, col in pixels]
+        return np.mean([with_overlay.pixel(p) != without.pixel(p) for p in points])
+
+    assert changed(inside) == 1.0
+    assert changed(outside) == 0.0
+
+    no_refine(s)
+    s.dock.ui.save_button.click()
+    (feature,) = features(s.controller.output.layer)
+    assert s.controller.output.layer.crs().authid() == RASTER_CRS
+    assert feature.geometry().area() == pytest.approx(mask.sum() * PIXEL**2)
+
+
+def erode(mask):
+    """Pixels whose 3x3 neighbourhood is all in ``mask``."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    out[1:-1, 1:-1] = np.logical_and.reduce(
+        [mask[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    )
+    return out
+
+
+def in_raster(shape):
+    m = np.zeros(shape, bool)
+    m[: SIZE[1], : SIZE[0]] = True
+    return m
+
+
+def test_click_outside_the_raster_gives_a_message(session):
+    from qgis.core import Qgis
+
+    s = session
+    click(s, to_pixel(s.canvas, *raster_point(-20, 100)))  # west of the raster, still on the canvas
+    s.canvas.setExtent(QgsRectangle(ORIGIN[0] - 400, ORIGIN[1] - 300, ORIGIN[0] + 400, ORIGIN[1] + 100))
+    click(s, to_pixel(s.canvas, *raster_point(-300, 100)))
+    warnings = s.iface.messageBar().get_messages(Qgis.Warning)
+    assert len(warnings) == 2 and all("outside the raster" in w for w in warnings)
+    assert s.controller.history.current.is_empty and s.controller.markers.marker_count == 0
+
+
+def test_missing_model_gives_a_message(session, tmp_path):
+    from dataclasses import replace
+
+    from qgis.core import Qgis
+
+    s = session
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    s.controller.apply_settings(replace(s.controller.settings, models_dir=str(empty)))
+    assert "no SAM encoder or decoder" in s.dock.ui.model_status.text()
+    assert s.dock.ui.setup_button.text() == "Set up models…"
+    click(s, to_pixel(s.canvas, *raster_point(200, 200)))
+    s.dock.ui.start_button.click()  # stop
+    s.dock.ui.start_button.click()  # start again: refused with a message
+    warnings = s.iface.messageBar().get_messages(Qgis.Warning)
+    assert len(warnings) == 2 and all("SAM models are missing" in w for w in warnings)
+    assert not s.dock.ui.start_button.isChecked()
+    assert s.controller.history.current.is_empty
+
+
+def test_hover_preview_is_off_by_default_and_previews_without_a_prompt(session):
+    from dataclasses import replace
+
+    s = session
+    assert s.controller.tool.hover_enabled is False
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    clicked = wait_result(s)
+    s.controller.apply_settings(replace(s.controller.settings, hover_preview=True))
+    shown = []
+    s.controller.overlay.set_mask = lambda mask, *a: shown.append(mask.copy())
+    pos = to_pixel(s.canvas, *raster_point(420.5, 200.5))
+    s.controller.tool.canvasMoveEvent(QgsMapMouseEvent(s.canvas, QEvent.MouseMove, pos, Qt.NoButton, Qt.NoButton))
+    s.qtbot.waitUntil(lambda: len(shown) == 1)
+    assert s.controller.history.current.labels == (1,)  # no prompt added
+    assert s.controller.history.result is clicked
+    assert not np.array_equal(shown[0], clicked.mask)

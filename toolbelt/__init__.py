@@ -1,0 +1,1 @@
+"""Qt-side helpers of the plugin: metadata, settings, logging."""

@@ -3,7 +3,6 @@ Processing provider together. No segmentation logic lives here."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import replace
 from typing import Any, Optional
@@ -15,7 +14,7 @@ from qgis.PyQt.QtWidgets import QAction
 
 from .toolbelt import log
 from .toolbelt.log import guarded
-from .toolbelt.metadata import PLUGIN_DIR, icon_path, plugin_name
+from .toolbelt.metadata import icon_path, plugin_name
 from .toolbelt.settings import Settings
 
 MENU = "&AI Segmentation"
@@ -41,14 +40,12 @@ class AISegmentationPlugin:
     # --- QGIS hooks ---
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API)
-        """Register the Processing provider when that part of the plugin is present."""
+        """Register the Processing provider (also called by qgis_process, without initGui)."""
         if self.provider is not None:
             return
-        try:
-            module = importlib.import_module(".processing_provider.provider", __package__)
-        except ImportError:
-            return  # the provider is optional: the dock works without it
-        self.provider = module.AISegmentationProvider()
+        from .processing_provider.provider import AISegmentationProvider
+
+        self.provider = AISegmentationProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:  # noqa: N802 (QGIS API)
@@ -137,14 +134,10 @@ class AISegmentationPlugin:
             self.controller.apply_settings(settings)
 
     def _open_setup(self) -> None:
-        """Open the first-run setup dialog when that part of the plugin is present."""
-        try:
-            module = importlib.import_module(".gui.setup_dialog", __package__)
-        except ImportError:
-            log.warning(f"Put a SAM encoder and decoder (.onnx) in the models folder: see "
-                        f"{PLUGIN_DIR / 'models' / 'README.md'}")
-            return
-        dialog = module.SetupDialog(self.iface.mainWindow(), models_dir=Settings.load().models_dir)
+        """Open the first-run setup dialog (imported on demand: most sessions never need it)."""
+        from .gui.setup_dialog import SetupDialog
+
+        dialog = SetupDialog(self.iface.mainWindow(), models_dir=Settings.load().models_dir)
         dialog.modelsChanged.connect(self._models_chosen)
         dialog.exec_()
 

@@ -15,25 +15,12 @@ Prints the best of ``--rounds`` interleaved rounds: seconds per crop and the rat
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import sys
 import time
 
 import numpy as np
-from _common import ROOT, env_threads, require_vit_b
+from _common import env_threads, require_vit_b
 
-PACKAGE = "ai_segmentation_bench"
-
-
-def _plugin_module(name: str):
-    """Import a module inside the plugin package (the provider uses relative imports)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[PACKAGE])
-    return importlib.import_module(f"{PACKAGE}.{name}")
+from tools.plugin_package import plugin_module
 
 
 def _timed(fn) -> float:
@@ -56,9 +43,9 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    amg = _plugin_module("core.automatic")
-    embedding_cls = _plugin_module("core.sam_encoder").ImageEmbedding
-    point_decoder = _plugin_module("processing_provider.point_decoder").PointDecoder
+    amg = plugin_module("core.automatic")
+    embedding_cls = plugin_module("core.sam_encoder").ImageEmbedding
+    point_decoder = plugin_module("processing_provider.point_decoder").PointDecoder
     (dec_path,) = require_vit_b("vit_b.decoder.onnx")
     threads = env_threads() or None
     decoder = point_decoder(str(dec_path), threads)

@@ -2,16 +2,17 @@
 
 Each figure is a ratio against a reference measured in the same run, on random-weight
 ViT-B files (tools/make_vit_b.py). Each measurement runs in its own process so peak
-RSS is its own. The torch reference needs the export environment (torch,
-segment-anything, tools/stubs on PYTHONPATH); without torch it is skipped.
+RSS is its own. Run it with the plugin's Python (QGIS's numpy); the PyTorch reference
+runs in the export environment given by --torch-python (skipped without it):
 
-    PYTHONPATH=tools/stubs <export-venv>/bin/python bench/bench_engine.py [--runs 3]
+    .venv/bin/python bench/bench_engine.py --torch-python <export-venv>/bin/python [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -94,9 +95,10 @@ CHILDREN = {"raw_encoder": child_raw_encoder, "encoder": child_encoder, "torch":
             "decoder": child_decoder, "encoder_nchw": lambda runs: child_encoder(runs, ENC_NCHW)}
 
 
-def run_child(name: str, runs: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", name, "--runs", str(runs)],
-                          cwd=ROOT, capture_output=True, text=True)
+def run_child(name: str, runs: int, python: str = sys.executable) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tools" / "stubs"))  # torchvision/timm stand-ins
+    proc = subprocess.run([python, __file__, "--child", name, "--runs", str(runs)],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -105,13 +107,17 @@ def run_child(name: str, runs: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--torch-python", help="a Python with torch and segment-anything, for the reference")
     ap.add_argument("--child", choices=sorted(CHILDREN))
     args = ap.parse_args()
     if args.child:
         print(json.dumps(CHILDREN[args.child](args.runs)))
         return
     require_vit_b(ENC, ENC_NCHW, DEC)
-    r = {name: run_child(name, args.runs if name != "decoder" else 20 * args.runs) for name in CHILDREN}
+    r = {name: run_child(name, 20 * args.runs if name == "decoder" else args.runs)
+         for name in CHILDREN if name != "torch"}
+    no_torch = {"error": "no --torch-python"}
+    r["torch"] = run_child("torch", args.runs, args.torch_python) if args.torch_python else no_torch
     enc, raw = r["encoder"], r["raw_encoder"]
     print(json.dumps(r, indent=1))
     print(f"\n| measure (ViT-B random weights, 1024x1024, median of {args.runs}) | ours | reference | ratio | goal |")

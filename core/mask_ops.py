@@ -58,6 +58,13 @@ class RefineParams:
         if bad:
             raise MaskShapeError(f"refinement sizes must be finite and >= 0 pixels, got {', '.join(bad)}")
 
+    def scaled(self, scale: int) -> RefineParams:
+        """The same refinement for a mask whose pixels are ``scale`` source pixels wide (a coarse crop)."""
+        if scale == 1:
+            return self
+        return RefineParams(self.simplify_px / scale, int(self.fill_holes_px // scale**2),
+                            int(self.min_area_px // scale**2), self.largest_only)
+
 
 # The pixel-exact outline with nothing removed.
 NO_REFINE = RefineParams(simplify_px=0.0, fill_holes_px=0, min_area_px=0, largest_only=False)

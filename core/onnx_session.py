@@ -46,6 +46,8 @@ def session_options(threads: Optional[int]) -> Any:
     so.log_severity_level = 3  # errors only; warnings are not the user's business
     if threads:
         so.intra_op_num_threads = int(threads)
+    # Idle workers must not spin between runs: numpy's own threads need the cores right after.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 

@@ -30,7 +30,7 @@ from .encoding import EncodeManager
 from .output import OutputManager
 from .params import SCOPE_VISIBLE, EncodeRequest
 from .prompts import INCLUDE, PromptHistory
-from .results import Result, scaled_refine, to_map_prompt
+from .results import Result, to_map_prompt
 
 MODELS_HELP = "models/README.md"
 
@@ -348,7 +348,7 @@ class SegmentationController(QObject):
         if layer is None:
             raise SegmentationError("choose the raster to segment in the AI Segmentation panel")
         seg = result.seg
-        params = scaled_refine(self.dock.refine_params(), seg.crop.scale)
+        params = self.dock.refine_params().scaled(seg.crop.scale)
         polygons = mask_to_polygons(result.mask, seg.geotransform, seg.crs_wkt, params)
         n_pos, n_neg = self.history.current.counts
         attributes = ObjectAttributes(

@@ -6,7 +6,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..core.mask_ops import RefineParams
 from ..core.segmenter import MapPrompt, Segmentation
 from .prompts import PromptSet
 
@@ -33,10 +32,3 @@ class Result:
 def to_map_prompt(prompts: PromptSet) -> MapPrompt:
     return MapPrompt(points=prompts.points, labels=prompts.labels, box=prompts.box)
 
-
-def scaled_refine(params: RefineParams, scale: int) -> RefineParams:
-    """Refinement sizes are in source pixels; a coarse crop's mask pixels are ``scale`` wide."""
-    if scale == 1:
-        return params
-    return RefineParams(params.simplify_px / scale, int(params.fill_holes_px // scale**2),
-                        int(params.min_area_px // scale**2), params.largest_only)

@@ -31,12 +31,6 @@ GROUP_OUT = "prompt_group"  # output field holding the group value (or the promp
 _DEFAULT = RefineParams()
 
 
-def scaled_refine(params: RefineParams, scale: int) -> RefineParams:
-    """Refinement sizes are in source pixels; a coarse crop's mask pixels are ``scale`` wide."""
-    return RefineParams(params.simplify_px / scale, int(params.fill_holes_px // scale**2),
-                        int(params.min_area_px // scale**2), params.largest_only)
-
-
 class SegmentPromptsAlgorithm(AlgorithmBase):
     """Batch version of the map tool: every object of a prompt layer becomes one polygon."""
 
@@ -105,7 +99,7 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
                 seg = segment(segmenter, obj.prompt(), prompts.wants_candidates, feedback)
                 best = seg.best
                 polygons = mask_to_polygons(seg.masks[best], seg.geotransform, seg.crs_wkt,
-                                            scaled_refine(refine, seg.crop.scale))
+                                            refine.scaled(seg.crop.scale))
             except EmptyMaskError:
                 feedback.pushWarning(f"{obj.name}: SAM found no mask; no polygon for it.")
                 continue

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ from core import automatic as amg
 from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
 from core.transforms import resized_shape, upscale_logits
+from tools.plugin_package import plugin_module
 
 # --- Meta's building blocks ---
 
@@ -253,7 +251,6 @@ def test_params_are_checked():
 # --- parity with Meta's SamAutomaticMaskGenerator ---
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "ai_segmentation_under_test"
 # segment_anything 1.0's SamAutomaticMaskGenerator(tiny_sam.build_tiny_sam(seed=0), points_per_side=6,
 # pred_iou_thresh=0.15, stability_score_thresh=0.0, stability_score_offset=0.1, box_nms_thresh=1.0)
 # .generate(make_image(300, 420)), in output order: (point x, point y, predicted_iou, area,
@@ -277,21 +274,13 @@ META_GOLDEN = [
 ]
 
 
-def _plugin_module(name: str):
-    """Import a module inside the plugin package, as QGIS does (it uses relative imports)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[PACKAGE])
-    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def test_one_crop_matches_metas_generator(tiny_paths, encoder):
     """Same masks, order and scores as segment_anything on the same weights (torch vs ONNX Runtime:
     a few pixels at logit ~0 may differ)."""
-    pkg_amg = _plugin_module("core.automatic")
-    decoder = _plugin_module("processing_provider.point_decoder").PointDecoder(tiny_paths["decoder"])
+    pkg_amg = plugin_module("core.automatic")
+    decoder = plugin_module("processing_provider.point_decoder").PointDecoder(tiny_paths["decoder"])
     h, w = 300, 420
     emb = encoder.encode(make_image(h, w))
     params = pkg_amg.AmgParams(points_per_side=6, pred_iou_thresh=0.15, stability_score_thresh=0.0,

@@ -202,13 +202,9 @@ def clean_settings():
         s.setValue(k, v)
 
 
-def test_setup_button_opens_setup_dialog_or_points_at_the_readme(loaded_plugin, monkeypatch, qgis_iface, tmp_path,
-                                                                  clean_settings):
+def test_setup_button_opens_setup_dialog(loaded_plugin, monkeypatch, qgis_iface, tmp_path, clean_settings):
     loaded_plugin.action.trigger()
     module = f"{pkg('toolbelt.metadata').__package__.split('.')[0]}.gui.setup_dialog"
-    monkeypatch.setitem(sys.modules, module, None)  # as if the setup dialog were not installed
-    loaded_plugin.dock.ui.setup_button.click()
-    assert "models/README.md" in qgis_iface.messageBar().get_messages(Qgis.Warning)[-1]
 
     from qgis.PyQt.QtCore import QObject, pyqtSignal
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import itertools
 import os
 import site
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +29,9 @@ from core.mask_ops import RefineParams
 from core.polygon_exporter import mask_to_polygons
 from core.raster_source import RasterSource
 from core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
+from tools.plugin_package import plugin_module
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "ai_segmentation_under_test"
 QGIS_PROCESS = "/usr/bin/qgis_process.bin"
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)  # EPSG:32633, 0.5 m pixels
 W, H = 1300, 900  # two encoder crops: columns 0-1024 and 276-1300
@@ -46,14 +43,6 @@ OBJECTS = [
 ]
 
 
-def _plugin_module(name: str):
-    """Import a module inside the plugin package, as QGIS does (it uses relative imports)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[PACKAGE])
-    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def to_map(col: float, row: float):
@@ -75,7 +64,7 @@ def _to_wgs84(x: float, y: float):
 @pytest.fixture(scope="module")
 def provider(qgis_processing):
     registry = QgsApplication.processingRegistry()
-    prov = _plugin_module("processing_provider.provider").AISegmentationProvider()
+    prov = plugin_module("processing_provider.provider").AISegmentationProvider()
     assert registry.addProvider(prov)
     yield prov
     registry.removeProvider(prov)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -17,13 +15,13 @@ from core import quantize
 from core.errors import MissingDependencyError, ModelError
 from core.sam_decoder import SamDecoder
 from core.sam_encoder import SamEncoder
+from tools.plugin_package import plugin_module
 
 needs_onnx = pytest.mark.skipif(
     quantize.unavailable_reason() is not None,
     reason="onnxruntime.quantization needs the onnx package (requirements-dev.txt)",
 )
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "ai_segmentation_under_test"
 
 
 @pytest.fixture
@@ -89,19 +87,10 @@ def test_a_decoder_is_refused_and_nothing_written(models):
     assert sorted(os.listdir(models)) == ["tiny.decoder.onnx", "tiny.encoder.preproc.onnx"]
 
 
-def _plugin_module(name: str):
-    """Import a GUI module the way QGIS does: inside the plugin package (it uses relative imports)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-        )
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[PACKAGE])
-    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def _dialog(qtbot, models: Path, tmp_path: Path):
-    SetupDialog = _plugin_module("gui.setup_dialog").SetupDialog  # noqa: N806
+    SetupDialog = plugin_module("gui.setup_dialog").SetupDialog  # noqa: N806
 
     dlg = SetupDialog(None, models_dir=str(models), profile_dir=str(tmp_path / "profile"))
     qtbot.addWidget(dlg)

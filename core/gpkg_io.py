@@ -161,17 +161,26 @@ def layer_names(path: str) -> List[str]:
 def layer_info(path: str, layer_name: str) -> Tuple[str, List[str]]:
     """WKT of a GeoPackage layer's CRS and its field names (raises if the layer is missing)."""
     with _ogr_errors() as errors:
-        ds = _open_gpkg(path, False, errors)
-        layer = ds.GetLayerByName(layer_name)
-        if layer is None:
-            ds = None
-            raise StoreWriteError(f"'{os.path.basename(path)}' has no layer '{layer_name}'")
+        ds, layer = _open_layer(path, layer_name, errors)
         srs = layer.GetSpatialRef()
-        defn = layer.GetLayerDefn()
-        result = (srs.ExportToWkt() if srs else "",
-                  [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())])
-        layer = ds = None
+        result = (srs.ExportToWkt() if srs else "", _field_names(layer))
+        del layer, ds  # the layer first: it is only valid while its dataset is open
     return result
+
+
+def _open_layer(path: str, layer_name: str, errors: List[str]) -> Tuple[gdal.Dataset, ogr.Layer]:
+    """A GeoPackage opened read-only and one of its layers (raises if the layer is missing)."""
+    ds = _open_gpkg(path, False, errors)
+    layer = ds.GetLayerByName(layer_name)
+    if layer is None:
+        ds = None
+        raise StoreWriteError(f"'{os.path.basename(path)}' has no layer '{layer_name}'")
+    return ds, layer
+
+
+def _field_names(layer: ogr.Layer) -> List[str]:
+    defn = layer.GetLayerDefn()
+    return [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
 
 
 def check_layer_free(path: str, layer_name: str, driver: str, overwrite: bool) -> None:
@@ -243,20 +252,15 @@ def append_feature(path: str, layer_name: str, wkb: bytes, values: Mapping[str, 
 def read_features(path: str, layer_name: str) -> List[Feature]:
     """All features of a GeoPackage layer as [(WKB, values by field name)]."""
     with _ogr_errors() as errors:
-        ds = _open_gpkg(path, False, errors)
-        layer = ds.GetLayerByName(layer_name)
-        if layer is None:
-            ds = None
-            raise StoreWriteError(f"'{os.path.basename(path)}' has no layer '{layer_name}'")
-        defn = layer.GetLayerDefn()
-        names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+        ds, layer = _open_layer(path, layer_name, errors)
+        names = _field_names(layer)
         features: List[Feature] = []
         for f in layer:
             geometry = f.GetGeometryRef()
             if geometry is not None:
                 values = {n: f.GetField(i) for i, n in enumerate(names) if f.IsFieldSetAndNotNull(i)}
                 features.append((bytes(geometry.ExportToIsoWkb(ogr.wkbNDR)), values))
-        layer = ds = None
+        del layer, ds
     return features
 
 

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,29 +52,27 @@ def _quiet_gdal() -> Iterator[Any]:
         gdal.PopErrorHandler()
 
 
-def open_dataset(uri: str) -> Any:
-    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on."""
+def _gdal_call(fn: Callable[[], Any], what: str) -> Any:
+    """``fn()``, raising :class:`RasterReadError` naming ``what`` whether GDAL raises or returns None."""
     with _quiet_gdal() as gdal:
         try:
-            ds = gdal.Open(uri, gdal.GA_ReadOnly)
+            out = fn()
         except RuntimeError as exc:
-            raise RasterReadError(f"GDAL cannot open the raster '{uri}': {exc}") from None
-        if ds is None:
-            why = gdal.GetLastErrorMsg() or "unknown error"
-            raise RasterReadError(f"GDAL cannot open the raster '{uri}': {why}")
-        return ds
+            raise RasterReadError(f"GDAL {what}: {exc}") from None
+        if out is None:
+            raise RasterReadError(f"GDAL {what}: {gdal.GetLastErrorMsg() or 'unknown error'}")
+        return out
+
+
+def open_dataset(uri: str) -> Any:
+    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on."""
+    gdal = _gdal()
+    return _gdal_call(lambda: gdal.Open(uri, gdal.GA_ReadOnly), f"cannot open the raster '{uri}'")
 
 
 def _read(band: Any, win: Tuple[int, int, int, int], buf: Tuple[int, int], resample: int) -> np.ndarray:
-    with _quiet_gdal() as gdal:
-        try:
-            arr = band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1], resample_alg=resample)
-        except RuntimeError as exc:
-            raise RasterReadError(f"GDAL could not read pixels {win}: {exc}") from None
-        if arr is None:
-            why = gdal.GetLastErrorMsg() or "unknown error"
-            raise RasterReadError(f"GDAL could not read pixels {win}: {why}")
-        return arr
+    return _gdal_call(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1], resample_alg=resample),
+                      f"could not read pixels {win}")
 
 
 def read_valid(band: Any, nodata: Optional[float], win: Tuple[int, int, int, int], buf: Tuple[int, int],

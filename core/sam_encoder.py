@@ -69,7 +69,7 @@ class SamEncoder:
             )
         ox.require(self.path, "encoder", outs, [_OUTPUT], "output", hint)
         self.preprocess_in_graph = spec.rank == 3
-        self._run_options = ox.run_options(shrink_arena=True)  # QGIS keeps living after the encode
+        self._run_options = ox.shrinking_run_options()  # QGIS keeps living after the encode
 
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         """Encode an HxWx3 uint8 RGB image of any size (resized as ``SamPredictor.set_image``)."""

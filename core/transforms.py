@@ -126,7 +126,7 @@ def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 @lru_cache(maxsize=16)
 def postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray, np.ndarray]:
-    """Row and column matrices taking 256x256 logits to the original size in one product."""
+    """Row and column matrices taking 256x256 logits to the original size: ``rows @ logits @ cols.T``."""
     mats = []
     for axis in (0, 1):
         up = _bilinear_matrix(LOW_RES, IMG_SIZE)[: input_size[axis]]  # upscale, crop padding
@@ -134,8 +134,3 @@ def postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray
         mats.append((down @ up).astype(np.float32))
     return mats[0], mats[1]
 
-
-def upscale_logits(low_res: np.ndarray, input_size: Shape, original: Shape) -> np.ndarray:
-    """``[K, 256, 256]`` logits -> ``[K, H, W]`` float32 logits at the original image size."""
-    rows, cols = postprocess_matrices(tuple(input_size), tuple(original))
-    return np.stack([rows @ m.astype(np.float32) @ cols.T for m in low_res])

@@ -12,7 +12,7 @@ from core import amg_utils as au
 from core import automatic as amg
 from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
-from core.transforms import resized_shape, upscale_logits
+from core.transforms import postprocess_matrices, resized_shape
 from tools.plugin_package import plugin_module
 
 # --- Meta's building blocks ---
@@ -127,8 +127,9 @@ def test_windowed_upscale_equals_postprocess_masks(frame):
     for region in [(0, 0, w, h), (37, 11, w - 50, h - 7)]:
         crop = CropRegion((100, 200), frame, (region[0] + 100, region[1] + 200, region[2] + 100, region[3] + 200))
         up = amg._Upscaler(crop)
+        rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
         for low in _blob_logits(rng, 4):
-            full = upscale_logits(low[None], resized_shape(h, w), frame)[0][region[1]:region[3], region[0]:region[2]]
+            full = (rows @ low @ cols.T)[region[1]:region[3], region[0]:region[2]]
             for floor in (0.0, -1.0):
                 found = up.logits(low, floor)
                 if found is None:

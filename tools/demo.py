@@ -73,6 +73,7 @@ def main() -> None:
     print(f"raster: {raster.name} {source.width}x{source.height} px, bands {source.bands}")
     segmenter = RasterSegmenter(source, encoder, decoder, EmbeddingCache(str(OUT / "cache")))
     gpkg = OUT / "segments.gpkg"
+    gpkg.unlink(missing_ok=True)  # the demo's own scratch output: each run starts afresh
     store = OutputStore(str(gpkg), "segments", QgsCoordinateReferenceSystem("EPSG:32633"))
     x0, y0 = 500000.0, 5400000.0  # top-left corner; a pixel is 0.5 m
     prompts = {

@@ -10,8 +10,8 @@ from typing import Any, Optional
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
 
+from .core.qgis_compat import QAction
 from .toolbelt import log
 from .toolbelt.log import guarded
 from .toolbelt.metadata import icon_path, plugin_name
@@ -106,7 +106,7 @@ class AISegmentationPlugin:
         from .gui.controller import SegmentationController
 
         self.dock = AISegmentationDock(self.iface.mainWindow())
-        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.controller = SegmentationController(self.iface, self.dock, Settings.load(), self._open_setup)
         self.dock.set_layer(self.iface.activeLayer() if _is_raster(self.iface.activeLayer()) else None)
         self.dock.closedStateChanged.connect(self._dock_closed)
@@ -139,7 +139,7 @@ class AISegmentationPlugin:
 
         dialog = SetupDialog(self.iface.mainWindow(), models_dir=Settings.load().models_dir)
         dialog.modelsChanged.connect(self._models_chosen)
-        dialog.exec_()
+        dialog.exec()
 
     @guarded
     def _models_chosen(self, encoder: str, decoder: str) -> None:

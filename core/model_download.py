@@ -107,7 +107,7 @@ class ModelDownload(QObject):
         request = QNetworkRequest(QUrl(self.url))
         # GitHub serves MobileSAM through a redirect; https -> http is refused
         request.setAttribute(
-            QNetworkRequest.RedirectPolicyAttribute, QNetworkRequest.NoLessSafeRedirectPolicy
+            QNetworkRequest.Attribute.RedirectPolicyAttribute, QNetworkRequest.RedirectPolicy.NoLessSafeRedirectPolicy
         )
         if self._offset:
             request.setRawHeader(b"Range", f"bytes={self._offset}-".encode())
@@ -125,7 +125,7 @@ class ModelDownload(QObject):
 
     @staticmethod
     def _status(reply: QNetworkReply) -> int:
-        return int(reply.attribute(QNetworkRequest.HttpStatusCodeAttribute) or 0)
+        return int(reply.attribute(QNetworkRequest.Attribute.HttpStatusCodeAttribute) or 0)
 
     def _open(self, reply: QNetworkReply) -> BinaryIO:
         if self._offset:
@@ -172,7 +172,7 @@ class ModelDownload(QObject):
         elif status >= 400:
             self.part.unlink(missing_ok=True)
             self.finished.emit(False, f"download of {self.url} failed: the server answered HTTP {status}")
-        elif error != QNetworkReply.NoError:
+        elif error != QNetworkReply.NetworkError.NoError:
             kept = self.part.stat().st_size if self.part.is_file() else 0
             self.finished.emit(False, f"download of {self.url} failed: {error_text}. "
                                f"{kept} bytes were kept; press Download again to resume.")

@@ -55,7 +55,7 @@ class _Task(QgsTask):
     done = pyqtSignal(bool, str, object)  # ok, error message, result
 
     def __init__(self, title: str, job: Job) -> None:
-        super().__init__(title, QgsTask.CanCancel)
+        super().__init__(title, QgsTask.Flag.CanCancel)
         self._job, self._result, self._error = job, None, ""
 
     def run(self) -> bool:
@@ -113,7 +113,7 @@ class SetupDialog(QDialog):
         pkg = QGroupBox("Python packages")
         pcol = QVBoxLayout(pkg)
         self.deps_label = QLabel()
-        self.deps_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.deps_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.with_onnx = QCheckBox("Also install onnx (needed only to build the fast int8 encoder)")
         self.install_button = QPushButton("Install missing packages…")
         self.install_button.clicked.connect(self._action(self.install_dependencies))
@@ -161,7 +161,7 @@ class SetupDialog(QDialog):
         prow.addWidget(self.cancel_button)
         col.addWidget(self.log_view)
         col.addLayout(prow)
-        close = QDialogButtonBox(QDialogButtonBox.Close)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         col.addWidget(close)
         self._set_busy(False)
@@ -240,7 +240,8 @@ class SetupDialog(QDialog):
 
     def _proxy(self) -> Optional[str]:
         proxy = QgsNetworkAccessManager.instance().fallbackProxy()
-        if proxy.type() in (QNetworkProxy.HttpProxy, QNetworkProxy.HttpCachingProxy) and proxy.hostName():
+        http = (QNetworkProxy.ProxyType.HttpProxy, QNetworkProxy.ProxyType.HttpCachingProxy)
+        if proxy.type() in http and proxy.hostName():
             return f"http://{proxy.hostName()}:{proxy.port()}"
         return None
 
@@ -253,7 +254,7 @@ class SetupDialog(QDialog):
         python = deps.qgis_python()
         plan = deps.install_plan(wanted, self.deps_target, python)
         answer = QMessageBox.question(self, "Install Python packages", plan + "\n\nInstall now?")
-        if answer != QMessageBox.Yes:
+        if answer != QMessageBox.StandardButton.Yes:
             return
         specs, target, proxy = [r.pip_spec for r in wanted], self.deps_target, self._proxy()
 
@@ -286,7 +287,7 @@ class SetupDialog(QDialog):
         for e in entries:
             item = QListWidgetItem(mm.describe(e))
             item.setToolTip(e.path)
-            item.setData(Qt.UserRole, e.path)
+            item.setData(Qt.ItemDataRole.UserRole, e.path)
             self.model_list.addItem(item)
         if not entries:
             self.model_list.addItem("No model files yet: download a checkpoint and export it, or copy "
@@ -350,12 +351,12 @@ class SetupDialog(QDialog):
         found = deps.probe_modules(python, mm.EXPORT_MODULES) if python else {}
         absent = [m for m in mm.EXPORT_MODULES if not found.get(m)]
         if absent:
-            box = QMessageBox(QMessageBox.Question, "Export from checkpoint",
+            box = QMessageBox(QMessageBox.Icon.Question, "Export from checkpoint",
                               f"QGIS's Python lacks {', '.join(absent)}. Export with another Python that has "
                               "PyTorch and samexporter, or show the commands to run by hand?", parent=self)
-            choose = box.addButton("Choose Python…", QMessageBox.AcceptRole)
-            box.addButton("Show commands", QMessageBox.RejectRole)
-            box.exec_()
+            choose = box.addButton("Choose Python…", QMessageBox.ButtonRole.AcceptRole)
+            box.addButton("Show commands", QMessageBox.ButtonRole.RejectRole)
+            box.exec()
             python = None
             if box.clickedButton() is choose:
                 python = QFileDialog.getOpenFileName(self, "Python with PyTorch and samexporter")[0] or None
@@ -380,7 +381,7 @@ class SetupDialog(QDialog):
         if reason:
             raise SegmentationError(reason)
         item = self.model_list.currentItem()
-        enc = mm.fp32_encoder(self.entries, item.data(Qt.UserRole) if item else None)
+        enc = mm.fp32_encoder(self.entries, item.data(Qt.ItemDataRole.UserRole) if item else None)
         if enc is None:
             raise SegmentationError("no fp32 encoder to quantise: export or copy one into the models folder")
         dst = self.models_dir / quantize.int8_path(enc.path).name

@@ -185,8 +185,8 @@ def content_rules(zip_path: Path, repo: Optional[Path] = None) -> List[Finding]:
             base = parts[-1]
             if DEV_PARTS.intersection(parts[:-1]) or (len(parts) == 1 and base in DEV_FILES):
                 found.append(Finding("CONTENT_DEV", info.filename, "development material in the plugin"))
-            if base.startswith("."):
-                found.append(Finding("FILE_HIDDEN", info.filename, "hidden file"))
+            if any(part.startswith(".") for part in parts):
+                found.append(Finding("FILE_HIDDEN", info.filename, "hidden file or folder"))
             if base in SCANNER_CONFIGS:
                 found.append(Finding("FILE_SCANNER_CONFIG", info.filename, "configures the site's scanners"))
             if base.lower().endswith(SUSPICIOUS):

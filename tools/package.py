@@ -32,6 +32,7 @@ RUNTIME = (
     "core/graphs/*.onnx",  # small fixed graphs the engine runs (mask post-processing)
     "core/**/*.json",  # catalogue data (model names, URLs, checksums)
     "core/**/*.tsv",
+    "core/**/*.csv",
     "gui/**/*.py",
     "processing_provider/**/*.py",
     "toolbelt/**/*.py",

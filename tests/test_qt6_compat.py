@@ -63,7 +63,7 @@ def test_compat_names_are_this_qgis_enum_members():
     from core import qgis_compat as compat
 
     new = hasattr(Qgis, "GeometryType")
-    assert compat.GEOMETRY_POLYGON == (Qgis.GeometryType.Polygon if new else QgsWkbTypes.GeometryType.PolygonGeometry)
+    assert (Qgis.GeometryType.Polygon if new else QgsWkbTypes.GeometryType.PolygonGeometry) == compat.GEOMETRY_POLYGON
     assert compat.GEOMETRY_POINT != compat.GEOMETRY_POLYGON
     for name in compat.__all__:
         assert getattr(compat, name) is not None, name
@@ -87,7 +87,7 @@ def test_key_commands_match_without_int_flags(qgis_app):
     from qgis.PyQt.QtCore import QEvent, Qt
     from qgis.PyQt.QtGui import QKeyEvent
 
-    from plugin_package import plugin_module
+    from tools.plugin_package import plugin_module
 
     key_command = plugin_module("ai_segmentation_maptool").key_command
 

@@ -132,4 +132,5 @@ def test_failing_task_reports_a_clear_error(segmenter, qgis_app, qtbot, tmp_path
     (tmp_path / "nope.onnx").write_bytes(b"x" * 64)  # hashable, but not a model
     task = EncodeCropTask(seg, crop)
     ok, _ = start(task, qtbot)
-    assert not ok and "could not be loaded" in task.error and not seg.is_encoded(crop)
+    assert not ok and "could not be loaded" in task.error and "nope.onnx" in task.error
+    assert not os.path.isdir(os.path.join(seg.cache.directory, "embeddings"))  # nothing cached

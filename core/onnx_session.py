@@ -115,6 +115,12 @@ class CancelToken:
     def __call__(self) -> bool:
         return self._cancelled or bool(self._poll and self._poll())
 
+    @property
+    def running(self) -> bool:
+        """True while a run is attached (an encode is in progress)."""
+        with self._lock:
+            return bool(self._runs)
+
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True

@@ -234,3 +234,41 @@ def test_estimate_and_crops_in_extent(make, tmp_path):
     assert "more than the 21 MB embedding cache" in seg.estimate(crops).text
     assert seg.crops_in_extent((*to_map(10, 20), *to_map(20, 10))) == [crops[0]]
     assert [format_duration(s) for s in (45, 720, 7500)] == ["45 s", "12 min", "2 h 05 min"]
+
+
+class _FeedSpy:
+    """Stands in for the decoder's onnxruntime session: records each feed, then runs the real one."""
+
+    def __init__(self, session, feeds):
+        self._session, self.feeds = session, feeds
+
+    def run(self, names, feed, *args):
+        self.feeds.append({k: np.array(v) for k, v in feed.items()})
+        return self._session.run(names, feed, *args)
+
+
+def spy_decoder(seg):
+    impl = seg._get_decoder()._impl
+    feeds = []
+    impl.session = _FeedSpy(impl.session, feeds)
+    return feeds
+
+
+def test_a_click_lands_on_its_pixel_on_a_400x300_frame(make, tmp_path):
+    """#13.2: a frame whose long side is not 1024 px. SAM's decoder adds 0.5 in its 1024 frame,
+    so a click at a pixel centre p must reach the graph as p * s - 0.5 (s = 1024 / 400 here),
+    landing at p * s, the centre of that pixel scaled; a flat -0.5 in frame pixels would put it
+    0.5 * (s - 1) = 0.78 px (1024 frame) off. Boxes too."""
+    seg = make(raster(tmp_path / "small.tif", 400, 300))
+    run(seg, MapPrompt(points=(to_map(200.5, 150.5),), labels=(1,)))  # encodes the one crop
+    feeds = spy_decoder(seg)
+    x0, y1 = to_map(40, 260)
+    x1, y0 = to_map(120, 180)
+    res = seg.segment(MapPrompt(points=(to_map(123.5, 77.5), to_map(10.5, 290.5)), labels=(1, 0),
+                                box=(x0, y0, x1, y1)))
+    assert res.crop == CropSpec(0, 0, 400, 300) and len(feeds) == 1
+    s = 1024 / 400  # resized 400x300 -> 1024x768: s = 2.56 on both axes
+    landed = feeds[0]["point_coords"][0] + 0.5
+    want = np.array([[123.5, 77.5], [10.5, 290.5], [40, 180], [120, 260]]) * s
+    np.testing.assert_allclose(landed, want, atol=1e-4)
+    np.testing.assert_array_equal(feeds[0]["point_labels"][0], [1, 0, 2, 3])

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,7 +174,7 @@ def test_sam2_bundle_round_trip_holds_every_tensor(tmp_path):
     npy, side = cache._paths(key)
     assert os.path.getsize(npy) + os.path.getsize(side) <= ec.entry_bytes("sam2")
     assert 8.3e6 < os.path.getsize(npy) < 8.5e6  # about 8 MiB, four times a SAM entry
-    meta = json.loads(open(side).read())
+    meta = json.loads(Path(side).read_text())
     assert meta["version"] == ec.FORMAT_VERSION and meta["family"] == "sam2"
     assert meta["tensors"] == [["image_embeddings", [1, 256, 64, 64]], ["high_res_feats_0", [1, 32, 256, 256]],
                                ["high_res_feats_1", [1, 64, 128, 128]]]
@@ -187,7 +188,7 @@ def test_bundles_that_do_not_fit_their_family_are_refused_or_dropped(tmp_path, c
     key = make_key({"k": 4})
     cache.put(key, sam2_bundle(1))
     side = cache._paths(key)[1]
-    meta = json.loads(open(side).read())
+    meta = json.loads(Path(side).read_text())
     meta["family"] = "sam"  # a sidecar that no longer matches its array
     with open(side, "w") as f:
         json.dump(meta, f)

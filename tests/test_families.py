@@ -98,10 +98,11 @@ def test_entry_bytes_per_family():
 
 @pytest.mark.skipif("sam2" not in family_params(), reason="no SAM 2.1 fixtures")
 def test_mismatched_pair_names_both_files(tiny_paths, tmp_path):
+    from test_segmenter import raster
+
     from core.embedding_cache import EmbeddingCache
     from core.raster_source import RasterSource
     from core.segmenter import RasterSegmenter
-    from test_segmenter import raster
 
     sam2_enc, sam_dec = FAMILY_FILES["sam2"]["encoder"][0], tiny_paths["decoder"]
     with pytest.raises(ModelError) as err:

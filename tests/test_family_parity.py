@@ -48,7 +48,7 @@ def _note(name: str, what: str, value: float, worst=max) -> None:
 
 @pytest.mark.parametrize("size", FAMILY_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_features_match(family, size):
-    name, decoder, golden, bundles = family
+    name, _, golden, bundles = family
     bundle = bundles[size]
     key = f"{size[0]}x{size[1]}"
     assert bundle.family == name and bundle.original_size == size

@@ -9,9 +9,9 @@ Decoder ``image_embeddings, batched_point_coords [1, Q, N, 2]`` (original pixels
 [1, Q, 3, h, w]``, ``iou_predictions [1, Q, 3]`` and an unnamed ``[Q, 3, 256, 256]`` output,
 the low-res logits. The graph scales coordinates by ``1024 / W`` and ``1024 / H`` (from
 ``orig_im_size``), adds 0.5 and pads the prompt to 6 points with label -1; it takes no mask
-input. A box is two corners labelled 2 and 3, after the points. Masks are upscaled from the
+input. A box is two corners labelled 2 and 3, before the points. Masks are upscaled from the
 low-res logits as ``EfficientSam.predict_masks`` does: bicubic, align_corners=False, to the
-original size, threshold 0. Reference coordinates are ``predict_masks``': ``c`` goes to
+original size, then ``logit >= 0`` as upstream's example. Reference coordinates are ``predict_masks``': ``c`` goes to
 ``c * 1024 / W + 0.5``. ``multimask=False`` gives the best of the three by score.
 """
 
@@ -85,8 +85,8 @@ class EfficientSamDecoder(FamilyDecoder):
                multimask: bool) -> Tuple[np.ndarray, np.ndarray]:
         coords, labels = prompt.points, prompt.labels
         if prompt.box is not None:
-            coords = np.concatenate([coords, prompt.box.reshape(2, 2)])
-            labels = np.concatenate([labels, [2.0, 3.0]])
+            coords = np.concatenate([prompt.box.reshape(2, 2), coords])
+            labels = np.concatenate([[2.0, 3.0], labels])
         if coords.shape[0] > MAX_POINTS:
             raise PromptError(f"EfficientSAM takes at most {MAX_POINTS} prompt points (a box counts as 2), got "
                               f"{coords.shape[0]}: remove some points")

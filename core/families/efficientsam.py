@@ -57,7 +57,7 @@ class EfficientSamEncoder(FamilyEncoder):
 
 class EfficientSamDecoder(FamilyDecoder):
     def __init__(self, family: Family, path: str, session: Any, threads: Optional[int]) -> None:
-        super().__init__(family, path, session, threads)
+        super().__init__(family, path, session)
         _, outs = ox.signature(session)
         low = [name for name in outs if name not in ("output_masks", "iou_predictions")]
         self._outputs = ["iou_predictions", low[0]]

@@ -4,9 +4,10 @@
 align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the
 resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
 SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
-the original size, threshold at 0; ``resize_masks_bicubic.onnx`` the same step bicubic, as
-``EfficientSam.predict_masks``, then ``>= 0`` as EfficientSAM's example. ONNX Runtime's
-Resize does this several times faster than numpy. Needs the ``onnx`` package (dev only):
+the original size, threshold at 0. ONNX Runtime's Resize does these several times faster than
+numpy. ``upscale_masks_matmul.onnx`` takes the resize as two matrices, ``rows @ logits @ cols_t``,
+then ``>= 0``: EfficientSAM's bicubic step (``EfficientSam.predict_masks``, thresholded as its
+example), for which ONNX Runtime's cubic Resize is 30x slower than two MatMuls. Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """
@@ -20,8 +21,6 @@ from onnx import TensorProto, helper
 
 GRAPHS = Path(__file__).resolve().parents[1] / "core" / "graphs"
 RESIZE = dict(mode="linear", coordinate_transformation_mode="half_pixel")  # = align_corners=False
-# = torch bicubic, align_corners=False (Keys a = -0.75, edge taps clamped)
-CUBIC = dict(mode="cubic", cubic_coeff_a=-0.75, coordinate_transformation_mode="half_pixel", exclude_outside=0)
 
 
 def _const(name: str, values: list) -> onnx.NodeProto:
@@ -71,6 +70,17 @@ def build_sam() -> onnx.ModelProto:
     return _model(nodes, "sam_postprocess_masks", [_size_input("input_size"), _size_input("original_size")])
 
 
+def build_matmul() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("MatMul", ["rows", "low_res_masks"], ["tall"]),  # [K, H, 256]
+        helper.make_node("MatMul", ["tall", "cols_t"], ["logits"]),  # [K, H, W]
+        *_threshold("logits", "GreaterOrEqual"),
+    ]
+    return _model(nodes, "upscale_masks_matmul", [
+        helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["H", 256]),
+        helper.make_tensor_value_info("cols_t", TensorProto.FLOAT, [256, "W"])])
+
+
 def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.ModelProto:
     nodes = [
         _const("axis1", [1]), _const("zero", [0]), _const("two", [2]),
@@ -88,7 +98,7 @@ def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.Mode
 if __name__ == "__main__":
     GRAPHS.mkdir(exist_ok=True)
     graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks"),
-              "resize_masks_bicubic.onnx": build_resize(CUBIC, "resize_masks_bicubic", "GreaterOrEqual")}
+              "upscale_masks_matmul.onnx": build_matmul()}
     for name, model in graphs.items():
         out = GRAPHS / name
         onnx.save(model, str(out))

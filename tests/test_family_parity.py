@@ -22,12 +22,21 @@ FEATURES = {"sam2": {"image_embed": "image_embeddings", "high_res_feats_0": "hig
                      "high_res_feats_1": "high_res_feats_1"},
             "efficientsam": {"image_embeddings": "image_embeddings"}}
 REFINES = {"sam2": True, "efficientsam": False}  # EfficientSAM's decoder takes no mask input
-FIGURES: dict = {}  # worst figures per family, printed at the end (pytest -s)
+FIGURES: dict = {}  # worst figures per family, printed at the end of the module (pytest -s)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_figures(request):
+    yield
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for name, figures in FIGURES.items():
+            print(f"\n{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(figures.items())))
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -116,26 +125,3 @@ def test_continuous_positions(family, size, case):
         p["box"] = (np.asarray(p["box"], np.float64).reshape(2, 2) + shift).ravel()
     pred = decoder.predict(bundles[size], multimask=True, continuous=True, **p)
     _check(name, pred, golden, f"{h}x{w}/{case}/1", True, size)
-
-
-def test_zz_report_figures(capsys):
-    with capsys.disabled():
-        for name, figures in FIGURES.items():
-            print(f"\n{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(figures.items())))
-
-
-@pytest.mark.skipif("efficientsam" not in FAMILIES, reason="no EfficientSAM fixtures")
-def test_efficientsam_refuses_more_than_six_points_and_takes_no_mask_input():
-    """Its graph silently keeps the first 6 prompt points: the engine says so instead. It has no
-    mask input: a refining call (as the plugin makes) gives the plain answer."""
-    from core.sam_decoder import PromptError
-
-    files = FAMILY_FILES["efficientsam"]
-    decoder = SamDecoder(files["decoder"][0])
-    bundle = SamEncoder(files["encoder"][0]).encode(make_image(300, 400))
-    pts = [[20 + 40 * i, 150] for i in range(5)]
-    with pytest.raises(PromptError, match=r"at most 6 prompt points \(a box counts as 2\), got 7"):
-        decoder.predict(bundle, pts, [1] * 5, box=[10, 10, 200, 200])
-    plain = decoder.predict(bundle, pts[:4], [1] * 4, box=[10, 10, 200, 200])
-    refined = decoder.predict(bundle, pts[:4], [1] * 4, box=[10, 10, 200, 200], mask_input=plain.low_res_logits[:1])
-    np.testing.assert_array_equal(refined.low_res_logits, plain.low_res_logits)

@@ -5,9 +5,8 @@ align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the pa
 resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
 SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
 the original size, threshold at 0. ONNX Runtime's Resize does these several times faster than
-numpy. ``upscale_masks_matmul.onnx`` takes the resize as two matrices, ``rows @ logits @ cols_t``,
-then ``>= 0``: EfficientSAM's bicubic step (``EfficientSam.predict_masks``, thresholded as its
-example), for which ONNX Runtime's cubic Resize is 30x slower than two MatMuls. Needs the ``onnx`` package (dev only):
+numpy (not so its cubic mode: EfficientSAM's bicubic step is ``transforms.BandedUpscale``).
+Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """
@@ -28,10 +27,10 @@ def _const(name: str, values: list) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=tensor)
 
 
-def _threshold(src: str, op: str = "Greater") -> list:
+def _threshold(src: str) -> list:
     return [
         helper.make_node("Constant", [], ["zero_f"], value=helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])),
-        helper.make_node(op, [src, "zero_f"], ["masks"]),
+        helper.make_node("Greater", [src, "zero_f"], ["masks"]),
     ]
 
 
@@ -70,18 +69,7 @@ def build_sam() -> onnx.ModelProto:
     return _model(nodes, "sam_postprocess_masks", [_size_input("input_size"), _size_input("original_size")])
 
 
-def build_matmul() -> onnx.ModelProto:
-    nodes = [
-        helper.make_node("MatMul", ["rows", "low_res_masks"], ["tall"]),  # [K, H, 256]
-        helper.make_node("MatMul", ["tall", "cols_t"], ["logits"]),  # [K, H, W]
-        *_threshold("logits", "GreaterOrEqual"),
-    ]
-    return _model(nodes, "upscale_masks_matmul", [
-        helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["H", 256]),
-        helper.make_tensor_value_info("cols_t", TensorProto.FLOAT, [256, "W"])])
-
-
-def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.ModelProto:
+def build_resize(mode: dict, name: str) -> onnx.ModelProto:
     nodes = [
         _const("axis1", [1]), _const("zero", [0]), _const("two", [2]),
         helper.make_node("Unsqueeze", ["low_res_masks", "axis1"], ["x4"]),  # [K, 1, 256, 256]
@@ -90,15 +78,14 @@ def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.Mode
         helper.make_node("Concat", ["k1", "original_size"], ["size_orig"], axis=0),
         helper.make_node("Resize", ["x4", "", "", "size_orig"], ["logits4"], **mode),
         helper.make_node("Squeeze", ["logits4", "axis1"], ["logits"]),
-        *_threshold("logits", threshold),
+        *_threshold("logits"),
     ]
     return _model(nodes, name, [_size_input("original_size")])
 
 
 if __name__ == "__main__":
     GRAPHS.mkdir(exist_ok=True)
-    graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks"),
-              "upscale_masks_matmul.onnx": build_matmul()}
+    graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks")}
     for name, model in graphs.items():
         out = GRAPHS / name
         onnx.save(model, str(out))

@@ -18,13 +18,12 @@ original size, then ``logit >= 0`` as upstream's example. Reference coordinates 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
 from .. import onnx_session as ox
-from ..transforms import IMG_SIZE, bicubic_matrix
+from ..transforms import IMG_SIZE, BandedUpscale, bicubic_matrix
 from .base import (
     EMBEDDING_SHAPE,
     LOW_RES,
@@ -44,16 +43,13 @@ _DECODER_INPUTS = {"image_embeddings": 4, "batched_point_coords": 4, "batched_po
 # The graph upscales to orig_im_size itself; a 256 x 256 "original" makes that an identity and
 # the coordinates are scaled to match (see EfficientSamDecoder._frame).
 _GRAPH_SIZE = np.array([LOW_RES, LOW_RES], np.int64)
-# rows @ logits @ cols_t >= 0 (tools/make_postprocess_graph.py): 30x faster than onnxruntime's cubic Resize
-_UPSCALE = Path(__file__).resolve().parents[1] / "graphs" / "upscale_masks_matmul.onnx"
 
 
 @lru_cache(maxsize=16)
-def _bicubic(original: Shape) -> Tuple[np.ndarray, np.ndarray]:
-    """``rows [H, 256]`` and ``cols_t [256, W]`` float32 of the bicubic upscale to ``original``."""
+def _bicubic(original: Shape) -> BandedUpscale:
+    """The bicubic upscale of low-res logits to ``original`` (onnxruntime's cubic Resize is 60x slower)."""
     h, w = original
-    return (bicubic_matrix(LOW_RES, h).astype(np.float32),
-            np.ascontiguousarray(bicubic_matrix(LOW_RES, w).T, np.float32))
+    return BandedUpscale(bicubic_matrix(LOW_RES, h).astype(np.float32), bicubic_matrix(LOW_RES, w).astype(np.float32))
 
 
 class EfficientSamEncoder(FamilyEncoder):
@@ -70,7 +66,6 @@ class EfficientSamDecoder(FamilyDecoder):
         super().__init__(family, path, session)
         # The low-res logits are the third output, named by the exporter ("onnx::Shape_1316"...).
         self._outputs = ["iou_predictions", session.get_outputs()[2].name]
-        self._upscale = ox.open_session(str(_UPSCALE), "mask post-processing", threads)
 
     def coord_scale(self, original: Shape) -> Tuple[float, float]:
         return IMG_SIZE / original[1], IMG_SIZE / original[0]
@@ -106,12 +101,11 @@ class EfficientSamDecoder(FamilyDecoder):
         return scores, low_res
 
     def upscale(self, low_res: np.ndarray, bundle: ImageEmbedding) -> np.ndarray:
-        rows, cols_t = _bicubic(tuple(bundle.original_size))
-        return self._upscale.run(["masks"], {"low_res_masks": low_res, "rows": rows, "cols_t": cols_t})[0]
+        return _bicubic(tuple(bundle.original_size))(low_res) >= 0.0
 
     def matrices(self, original: Shape, input_size: Shape) -> Matrices:
-        rows, cols_t = _bicubic(tuple(original))
-        return rows, cols_t.T
+        h, w = original
+        return bicubic_matrix(LOW_RES, h).astype(np.float32), bicubic_matrix(LOW_RES, w).astype(np.float32)
 
     def point_runner(self, bundle: ImageEmbedding) -> PointRunner:
         self.check_bundle(bundle)

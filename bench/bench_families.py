@@ -6,7 +6,8 @@ Rows, per family (the families alternate in every round, so load from other proc
            same session options (the ratio is the plugin's overhead, not onnxruntime's settings).
   decode   SamDecoder.predict of one click (continuous position, masks upscaled to 1024 x 1024 as the
            family's predictor does) over a raw session.run of the decoder (all outputs, the graph's
-           own full-size masks where it has them).
+           own full-size masks where it has them). SAM 2.1's graph gives low-res logits only, so
+           "full" also times the raw run plus the same upscale the plugin (and SAM2ImagePredictor) does.
   cancel   from CancelToken.cancel() during an encode (0.3 s into it) to the encode raising: the
            latency of a cancelled encoding task (RunOptions.terminate).
   first    the first click's mask on a new 20,000 px raster, in a fresh process: the raster already
@@ -89,7 +90,8 @@ class Bench:
         self.raw_dec = ox.open_session(dec, "decoder")
         self.bundle = self.encoder.encode(self.img)
         self.raw_dec_feed = raw_decoder_feed(self.decoder.family.name, self.bundle)
-        self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec", "cancel")}
+        self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec", "raw_full",
+                                                              "cancel")}
         self.rng = np.random.default_rng(0)
 
     def _time(self, key: str, fn) -> None:
@@ -104,6 +106,13 @@ class Bench:
             self._time("dec", lambda x=x, y=y: self.decoder.predict(self.bundle, [[x, y]], [1], continuous=True))
             feed = raw_decoder_feed(self.decoder.family.name, self.bundle, (x, y))
             self._time("raw_dec", lambda feed=feed: self.raw_dec.run(None, feed))
+            self._time("raw_full", lambda feed=feed: self.raw_full(feed))
+
+    def raw_full(self, feed: dict) -> None:
+        """The raw run with full-size masks: SAM 2.1's graph stops at low-res logits."""
+        out = self.raw_dec.run(None, feed)
+        if self.decoder.family.name == "sam2":
+            self.decoder._impl.upscale(out[0][0], self.bundle)
 
     def cancel(self) -> None:
         from core.onnx_session import CancelToken, EncodeCancelledError
@@ -221,9 +230,9 @@ def main() -> None:
 
     print(f"\n{a.rounds} rounds, families alternating; medians. threads: onnxruntime default, "
           f"{os.cpu_count()} CPUs")
-    print("| model | encode plugin / raw | ratio | decode plugin / raw | ratio | cancel | first mask (cold) "
-          "| its encode |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | encode plugin / raw | ratio | decode plugin / raw | ratio | vs raw + full-size masks | cancel "
+          "| first mask (cold) | its encode |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for b in benches:
         m = b.medians()
         f = firsts[b.label]
@@ -232,7 +241,8 @@ def main() -> None:
         enc_s = statistics.median(x["encode_s"] for x in f)
         print(f"| {b.label} | {m['enc']:.3f} / {m['raw_enc']:.3f} s | {m['enc'] / m['raw_enc']:.2f} | "
               f"{m['dec'] * 1e3:.1f} / {m['raw_dec'] * 1e3:.1f} ms | {m['dec'] / m['raw_dec']:.2f} | "
-              f"{m['cancel'] * 1e3:.0f} ms | {first:.2f} s ({cold:.2f} s) | {enc_s:.2f} s |")
+              f"{m['dec'] / m['raw_full']:.2f} | {m['cancel'] * 1e3:.0f} ms | {first:.2f} s ({cold:.2f} s) | "
+              f"{enc_s:.2f} s |")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from .errors import ModelError
+from .families import detect
 
 DATA_FILE = Path(__file__).parent / "data" / "models.json"
 SUMS_SUFFIX = ".sha256"  # checksums live beside the catalogue, in sha256sum's format: "<hex>  <id>/<file>"
 FORMAT = 1
-FAMILIES = ("sam", "sam2", "efficientsam")  # SAM ViT-B/L/H and MobileSAM share one signature: "sam"
-FAMILY_TITLES = {"sam": "SAM", "sam2": "SAM 2", "efficientsam": "EfficientSAM"}
+FAMILIES = tuple(f.name for f in detect.FAMILIES)  # SAM ViT-B/L/H and MobileSAM share one signature: "sam"
 ROLES = ("encoder", "decoder")
 SPEED_CLASSES = ("fast", "medium", "slow")
 VERIFY_MODES = ("pinned", "host")  # see the data file's "verification" section
@@ -31,7 +31,10 @@ _PINNED = re.compile(r"/([0-9a-f]{40})/")  # a revision in a URL path: a full co
 
 def family_title(family: Optional[str]) -> str:
     """``"sam2"`` -> ``"SAM 2"``, for messages."""
-    return FAMILY_TITLES.get(family or "", family or "unknown")
+    try:
+        return detect.title(family or "")
+    except ModelError:  # a family named by a newer plugin version's records
+        return family or "unknown"
 
 
 @dataclass(frozen=True)

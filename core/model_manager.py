@@ -19,16 +19,14 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from .catalogue import family_title
 from .errors import ModelError
-from .sam_decoder import SamDecoder
-from .sam_encoder import SamEncoder
+from .families import detect
 
 log = logging.getLogger("ai_segmentation")
 
 CACHE_VERSION = 2
 _CHUNK = 1 << 20  # bytes read at a time when hashing
-# Families the engine runs. When the engine provides its own probe, probe() returns its answer
-# and this tuple lists its families: nothing else in the plugin changes.
-RUNNABLE_FAMILIES: Tuple[str, ...] = ("sam",)
+# Families the engine runs (core/families): SAM (ViT-B/L/H, MobileSAM), SAM 2 / 2.1, EfficientSAM.
+RUNNABLE_FAMILIES: Tuple[str, ...] = tuple(f.name for f in detect.FAMILIES)
 
 
 def runs(family: Optional[str]) -> bool:
@@ -37,26 +35,16 @@ def runs(family: Optional[str]) -> bool:
 
 
 def probe(path: os.PathLike) -> Tuple[str, str]:
-    """``(family, role)`` of an ONNX model file, from the engine's signature check.
+    """``(family, role)`` of an ONNX model file, from the engine's graph-signature check (milliseconds).
 
-    ``family`` is ``"sam"`` (SAM ViT-B/L/H and MobileSAM share one signature); ``role``
-    is ``"encoder"`` or ``"decoder"``. The role named in the file name is tried first,
-    so that a decoder is not opened as an encoder needlessly.
+    ``family`` is a :mod:`core.families` name ("sam", "sam2", "efficientsam"); ``role``
+    is ``"encoder"`` or ``"decoder"``.
 
     Raises:
-        ModelError: not a model the engine can run, with the reason for the role tried first.
+        ModelError: missing, unreadable, or not a model of a family the engine knows.
     """
-    path = os.fspath(path)
-    name = os.path.basename(path).lower()
-    order = ("decoder", "encoder") if "decoder" in name else ("encoder", "decoder")
-    errors: List[str] = []
-    for role in order:
-        try:
-            (SamEncoder if role == "encoder" else SamDecoder)(path)
-            return "sam", role
-        except ModelError as exc:  # MissingDependencyError is not a ModelError: it propagates
-            errors.append(str(exc))
-    raise ModelError(errors[0])
+    kind = detect.probe(path)
+    return kind.family, kind.role
 
 
 def precision_of(path: os.PathLike) -> str:
@@ -275,8 +263,8 @@ def best_pair(entries: Sequence[ModelEntry], prefer_int8: bool = True) -> Option
 
 
 def fp32_encoder(entries: Sequence[ModelEntry], preferred: Optional[str] = None) -> Optional[ModelEntry]:
-    """The usable fp32 SAM encoder to quantise: ``preferred`` (a path) if it is one, else the first."""
-    encoders = [e for e in entries if e.ok and e.role == "encoder" and e.precision == "fp32" and e.family == "sam"]
+    """The usable fp32 encoder to quantise (any family): ``preferred`` (a path) if it is one, else the first."""
+    encoders = [e for e in entries if e.ok and e.role == "encoder" and e.precision == "fp32"]
     return next((e for e in encoders if e.path == preferred), encoders[0] if encoders else None)
 
 

@@ -82,9 +82,10 @@ def test_an_installed_pair_is_offered_and_a_damaged_one_is_not(tiny_paths, tmp_p
     assert pair.ok and pair.key == "catalogue:tiny" and pair.family == "sam"
     assert pair.encoder == str(folder / "tiny_encoder.onnx") and best([pair]) == pair
     rows = {r.model.id: r for r in catalogue_rows(cat, [pair])}
-    assert rows["tiny"].status == "installed" and rows["tiny"].recommended  # the only runnable family
-    assert rows["efficientsam_ti"].status.startswith("needs a plugin version with the EfficientSAM engine")
-    assert not rows["sam2_hiera_tiny"].can_download and "Licence: Apache-2.0" in rows["sam2_hiera_tiny"].details
+    assert rows["tiny"].status == "installed"
+    assert [r.model.id for r in rows.values() if r.recommended] == [cat.recommended()[0].id]  # fastest first
+    assert rows["efficientsam_ti"].status == "not installed" and rows["efficientsam_ti"].can_download
+    assert rows["sam2_hiera_tiny"].can_download and "Licence: Apache-2.0" in rows["sam2_hiera_tiny"].details
 
     (folder / "tiny_decoder.onnx").unlink()  # a half-written folder
     (pair,) = _pairs(models, record, cat)
@@ -93,7 +94,7 @@ def test_an_installed_pair_is_offered_and_a_damaged_one_is_not(tiny_paths, tmp_p
 
     shutil.copy(tiny_paths["encoder"], folder / "tiny_decoder.onnx")  # another file in its place
     (pair,) = _pairs(models, record, cat)
-    assert "tiny_decoder.onnx is a SAM encoder, not the SAM decoder" in pair.problem
+    assert "tiny_decoder.onnx is a SAM / MobileSAM encoder, not the SAM / MobileSAM decoder" in pair.problem
 
 
 def test_a_changed_file_or_a_missing_record_is_noticed(tiny_paths, tmp_path):
@@ -135,7 +136,7 @@ def test_adding_a_model_checks_both_files(tiny_paths, tmp_path):
     enc, dec = tiny_paths["encoder_preproc"], tiny_paths["decoder"]
     with pytest.raises(ModelError, match="give the model a name"):
         check_custom("  ", enc, dec, cache)
-    with pytest.raises(ModelError, match="is a SAM decoder, not the encoder"):
+    with pytest.raises(ModelError, match="is a SAM / MobileSAM decoder, not the encoder"):
         check_custom("swapped", dec, enc, cache)
     with pytest.raises(ModelError, match="does not exist"):
         check_custom("gone", tmp_path / "none.onnx", dec, cache)

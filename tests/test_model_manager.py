@@ -92,7 +92,7 @@ def test_discovers_and_checks_the_tiny_models(models, tmp_path):
     for name, e in by_name.items():
         assert e.sha256 == _sha(models / name) and e.size == (models / name).stat().st_size
     assert mm.best_pair(found) == (str(models / "tiny.encoder.onnx"), str(models / "tiny.decoder.onnx"))
-    assert "fp32 encoder (SAM), no published checksum" in mm.describe(by_name["tiny.encoder.onnx"])
+    assert "fp32 encoder (SAM / MobileSAM), no published checksum" in mm.describe(by_name["tiny.encoder.onnx"])
     known = {_sha(models / "tiny.decoder.onnx"): "test"}
     verified = {Path(e.path).name: e.verified for e in mm.discover([models], known=known)}
     assert verified == {"tiny.decoder.onnx": True, "tiny.encoder.onnx": False, "tiny.encoder.preproc.onnx": False}
@@ -102,7 +102,7 @@ def test_probe_says_family_and_role(tiny_paths):
     assert mm.probe(tiny_paths["encoder_preproc"]) == ("sam", "encoder")
     assert mm.probe(tiny_paths["encoder"]) == ("sam", "encoder")
     assert mm.probe(tiny_paths["decoder"]) == ("sam", "decoder")
-    assert mm.RUNNABLE_FAMILIES == ("sam",)
+    assert mm.RUNNABLE_FAMILIES == ("sam", "sam2", "efficientsam")
 
 
 def test_quick_look_opens_nothing_and_reuses_the_cache(models, tmp_path):
@@ -128,7 +128,7 @@ def test_bad_files_get_specific_messages(models, tmp_path, tiny_paths):
     assert "could not be loaded" in errors["garbage.encoder.onnx"]
     assert f"truncated ({len(enc) // 2} bytes)" in errors["truncated.encoder.onnx"]
     assert "holds only 0 bytes" in errors["empty.decoder.onnx"]
-    assert "is not a SAM encoder exported by samexporter" in errors["identity.encoder.onnx"]
+    assert "is not a model this plugin knows" in errors["identity.encoder.onnx"]
     assert "found x (rank 1)" in errors["identity.encoder.onnx"]
     assert errors["misnamed.encoder.onnx"] is None  # recognised as the decoder it is
     entries = mm.discover([models])

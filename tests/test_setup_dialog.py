@@ -57,22 +57,24 @@ def select_model(dlg, model_id: str) -> None:
     item.setSelected(True)
 
 
-def test_models_folder_is_in_the_profile_and_the_catalogue_is_listed(qgis_app, qtbot, tmp_path, warnings):
+def test_models_folder_is_in_the_profile_and_the_catalogue_is_listed(qgis_app, qtbot, tmp_path, warnings,
+                                                                    monkeypatch):
     dlg = dialog(qtbot, tmp_path)
     assert dlg.models_dir == tmp_path / "profile" / "ai_segmentation" / "models"
     assert dlg.panel.folder_label.text() == str(dlg.models_dir)
     listed = rows(dlg)
-    assert [r[0] for r in listed] == ["EfficientSAM-Ti", "SAM 2 Hiera-Tiny", "SAM 2 Hiera-Small",
-                                      "SAM 2 Hiera-Base+"]  # fastest first
+    assert [r[0] for r in listed] == ["★ EfficientSAM-Ti", "SAM 2 Hiera-Tiny", "SAM 2 Hiera-Small",
+                                      "SAM 2 Hiera-Base+"]  # fastest first, the default recommendation starred
     assert listed[0][1:4] == ["fast: 2.2 s per crop", "41 MB", "Apache-2.0"]
-    assert all(r[4].startswith("needs a plugin version with the") for r in listed)  # no SAM 2 engine here yet
+    assert all(r[4] == "not installed" for r in listed)
     files = [dlg.model_list.item(i).text() for i in range(dlg.model_list.count())]
     assert len(files) == 1 and files[0].startswith(f"No model files in {dlg.models_dir}")
     assert "copy" not in files[0] and "plugin" not in dlg.pair_label.text()
     select_model(dlg, "sam2_hiera_tiny")
-    dlg.download_model()  # refused before any download: this engine cannot run SAM 2
+    monkeypatch.setattr(plugin_module("core.model_manager"), "RUNNABLE_FAMILIES", ("sam",))  # a newer version's family
+    dlg.download_model()  # refused before any download
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=10000)
-    assert warnings[-1][1].startswith("SAM 2 Hiera-Tiny is a SAM 2 model, which this version of the plugin")
+    assert warnings[-1][1].startswith("SAM 2 Hiera-Tiny is a SAM 2 / 2.1 model, which this version of the plugin")
     assert not dlg.models_dir.exists() or list(dlg.models_dir.iterdir()) == []
 
 
@@ -123,7 +125,7 @@ def test_adding_and_removing_an_own_model(qgis_app, qtbot, tmp_path, tiny_paths,
     dlg = dialog(qtbot, tmp_path)
     dlg.add_model_files("Roofs", str(dec), str(enc))  # swapped: refused with the reason
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=60000)
-    assert warnings[-1] == ("Adding 'Roofs'", "'roofs_dec.onnx' is a SAM decoder, not the encoder: choose "
+    assert warnings[-1] == ("Adding 'Roofs'", "'roofs_dec.onnx' is a SAM / MobileSAM decoder, not the encoder: choose "
                                               "the encoder file for the encoder")
     with qtbot.waitSignal(dlg.modelsChanged, timeout=60000) as blocker:
         dlg.add_model_files("Roofs", str(enc), str(dec))

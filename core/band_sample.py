@@ -27,7 +27,7 @@ STATS_BLOCK_PX = 1_000_000  # else about this many pixels of evenly spread block
 STATS_MIN_VALID = 100_000  # fewer valid pixels than this: sample more blocks
 STATS_MAX_READ_PX = 16_000_000  # never read more than this many pixels for the statistics
 STATS_MAX_SECONDS = 15.0  # safety net for very slow sources; the pixel bound normally comes first
-_MIN_PART = 16  # a partly covered block is split down to windows this small
+_MIN_PART = 4  # a partly covered block is split down to windows this small
 
 Window = Tuple[int, int, int, int]  # xoff, yoff, xsize, ysize in pixels
 Blocks = Tuple[Window, ...]  # one block as the windows to read (its parts holding data)
@@ -91,16 +91,19 @@ def spread_blocks(width: int, height: int, block: Tuple[int, int]) -> List[Windo
     return out
 
 
-def _split(win: Window, block: Tuple[int, int]) -> List[Window]:
-    """2 x 2 (or 2 x 1) parts of a window, cut on block edges while it spans several blocks."""
+def _split(win: Window, step: Tuple[int, int]) -> List[Window]:
+    """2 x 2, 2 x 1 or 1 x 2 parts of a window, cut on multiples of ``step`` (a block, or half the
+    window), along each side that spans more than one step."""
     x, y, w, h = win
 
-    def cuts(start: int, size: int, step: int) -> List[Tuple[int, int]]:
-        n = math.ceil(size / step)
-        half = math.ceil(n / 2) * step if n > 1 else math.ceil(size / 2)
-        return [(start, size)] if size <= 1 or half >= size else [(start, half), (start + half, size - half)]
+    def cuts(start: int, size: int, unit: int) -> List[Tuple[int, int]]:
+        n = math.ceil(size / unit)
+        if n <= 1:
+            return [(start, size)]
+        half = math.ceil(n / 2) * unit
+        return [(start, half), (start + half, size - half)]
 
-    return [(cx, cy, cw, ch) for cy, ch in cuts(y, h, block[1]) for cx, cw in cuts(x, w, block[0])]
+    return [(cx, cy, cw, ch) for cy, ch in cuts(y, h, step[1]) for cx, cw in cuts(x, w, step[0])]
 
 
 def _apportion(budget: int, weights: List[float]) -> List[int]:

@@ -13,12 +13,14 @@ import hashlib
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import band_sample as bs
+from . import fs_checks as fs
 from . import image_utils as iu
 from .crops import CropSpec
 from .errors import SegmentationError
@@ -51,27 +53,68 @@ def _quiet_gdal() -> Iterator[Any]:
         gdal.PopErrorHandler()
 
 
-def _gdal_call(fn: Callable[[], Any], what: str) -> Any:
-    """``fn()``, raising :class:`RasterReadError` naming ``what`` whether GDAL raises or returns None."""
+def _gdal_try(fn: Callable[[], Any]) -> Tuple[Any, str]:
+    """``(fn(), "")``, or ``(None, GDAL's message)`` whether GDAL raises or returns None."""
     with _quiet_gdal() as gdal:
         try:
             out = fn()
         except RuntimeError as exc:
-            raise RasterReadError(f"GDAL {what}: {exc}") from None
-        if out is None:
-            raise RasterReadError(f"GDAL {what}: {gdal.GetLastErrorMsg() or 'unknown error'}")
-        return out
+            return None, str(exc)
+        return out, "" if out is not None else (gdal.GetLastErrorMsg() or "unknown error")
 
 
 def open_dataset(uri: str) -> Any:
-    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on."""
+    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on.
+
+    Raises :class:`RasterReadError` saying why: missing, a folder, unreadable, not a raster
+    format GDAL knows, or damaged.
+    """
     gdal = _gdal()
-    return _gdal_call(lambda: gdal.Open(uri, gdal.GA_ReadOnly), f"cannot open the raster '{uri}'")
+    ds, detail = _gdal_try(lambda: gdal.Open(uri, gdal.GA_ReadOnly))
+    if ds is not None:
+        return ds
+    if not fs.is_local_path(uri):
+        raise RasterReadError(f"cannot open the raster '{uri}' (GDAL: {detail})")
+    path = fs.check_readable_file(uri, "raster", RasterReadError)  # missing, folder, permission, I/O
+    if "not recognized as a supported file format" in detail:
+        raise RasterReadError(f"cannot open the raster '{path}': it is not in a raster format GDAL knows; "
+                              f"check that this is the raster file (GDAL: {detail})")
+    raise RasterReadError(f"cannot open the raster '{path}': the file is damaged or truncated (GDAL: {detail}); "
+                          "replace it with a good copy")
+
+
+_DAMAGED = ("ireadblock", "tiffread", "truncat", "corrupt", "decode", "read error", "short read", "failed to read",
+            "unexpected end")
+
+
+def _read_error(band: Any, win: Tuple[int, int, int, int], detail: str) -> RasterReadError:
+    """What failed, in the plugin's words: the file, the rows (of the failing block when GDAL
+    names it), and whether the file looks damaged or has gone."""
+    ds = band.GetDataset()
+    path = ds.GetDescription() if ds is not None else ""
+    rows = (win[1], win[1] + win[3] - 1)
+    block = re.search(r"X offset \d+, Y offset (\d+)", detail)
+    if block and path and detail.startswith(path) and ds.RasterYSize == band.YSize:
+        first = int(block.group(1)) * band.GetBlockSize()[1]
+        rows = (first, min(first + band.GetBlockSize()[1], band.YSize) - 1)
+    where = f"row {rows[0]}" if rows[0] == rows[1] else f"rows {rows[0]}-{rows[1]}"
+    local = fs.is_local_path(path)
+    shown = f"the raster '{path}'" if local else "the raster"
+    if local and not os.path.exists(path):
+        return RasterReadError(f"{shown} could not be read at {where}: the file is gone (moved or deleted while "
+                               "in use); add the layer again")
+    if any(k in detail.lower() for k in _DAMAGED):
+        return RasterReadError(f"{shown} could not be read at {where}: the file is damaged or truncated "
+                               f"(GDAL: {detail}); replace it with a good copy")
+    return RasterReadError(f"{shown} could not be read at {where} (GDAL: {detail})")
 
 
 def _read(band: Any, win: Tuple[int, int, int, int], buf: Tuple[int, int], resample: int) -> np.ndarray:
-    return _gdal_call(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1], resample_alg=resample),
-                      f"could not read pixels {win}")
+    out, detail = _gdal_try(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1],
+                                                     resample_alg=resample))
+    if out is None:
+        raise _read_error(band, win, detail)
+    return out
 
 
 def read_valid(band: Any, nodata: Optional[float], win: Tuple[int, int, int, int], buf: Tuple[int, int],

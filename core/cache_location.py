@@ -10,7 +10,6 @@ algorithm) is pointless without a lasting cache, so it asks for no fallback and 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import tempfile
@@ -18,10 +17,8 @@ import threading
 from typing import Dict, Optional, Tuple
 
 from . import fs_checks as fs
-from .embedding_cache import EmbeddingCache, default_cache_dir
+from .embedding_cache import REMEDY, EmbeddingCache, default_cache_dir
 
-REMEDY = "choose another embedding cache folder in Settings > Options > AI Segmentation"
-_LOG = logging.getLogger("ai_segmentation")
 _FALLBACKS: Dict[str, str] = {}  # unusable folder -> the temporary folder used instead this session
 _LOCK = threading.Lock()
 
@@ -55,7 +52,7 @@ def _temporary_folder(wanted: str) -> str:
 def open_cache(directory: Optional[str], max_bytes: int, fallback: bool = True) -> Tuple[EmbeddingCache, str]:
     """``(cache, warning)``: the cache in ``directory`` (empty: the per-user folder) and "", or,
     when that folder cannot be used and ``fallback`` is True, a cache in a temporary folder and a
-    warning for the user (also logged) naming both folders and what to do.
+    warning for the user naming both folders and what to do.
 
     Raises:
         CacheLocationError: the folder cannot be used and ``fallback`` is False, or not even a
@@ -75,6 +72,5 @@ def open_cache(directory: Optional[str], max_bytes: int, fallback: bool = True) 
                                  problem.kind) from None
     warning = (f"{str(problem)[0].upper()}{str(problem)[1:]}. Until then, embeddings are kept in the temporary "
                f"folder '{folder}' for this session only.")
-    _LOG.warning(warning)
     return EmbeddingCache(folder, max_bytes), warning
 

@@ -197,37 +197,46 @@ def format_size(n: float) -> str:
     return f"{n:.0f} {units[i]}" if i < 2 else f"{n:.1f} {units[i]}"
 
 
+def check_output_place(path: str, what: str, error: ErrorType = FileAccessError) -> str:
+    """``path`` made absolute, after checking that a file can stand there: not a folder, and in an
+    existing folder (no file in the way). Touches nothing; permissions are the writer's to report."""
+    if not path:
+        raise _make(error, f"no {what} given: choose a file name", "", MISSING)
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise _make(error, f"cannot write the {what} '{path}': it is a folder; choose a file name", path,
+                    IS_A_FOLDER)
+    blocker = file_in_the_way(path)
+    if blocker:
+        raise _make(error, f"cannot write the {what} '{path}': '{blocker}' is a file, not a folder; "
+                           "choose another folder", path, NOT_A_FOLDER)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise _make(error, f"cannot write the {what} '{path}': the folder '{folder}' does not exist; "
+                           "create it, or choose another folder", path, MISSING)
+    return path
+
+
 def check_output_file(path: str, what: str, extensions: Sequence[str] = (), error: ErrorType = FileAccessError,
                       min_free: int = MIN_FREE_BYTES) -> str:
     """``path`` made absolute, after checking that the ``what`` can be written there, before any
     work is done: a supported extension (``extensions``, e.g. ``(".gpkg", ".shp")``; empty: any),
-    not a folder, in an existing folder this user can write to, on a disk that is not full.
+    :func:`check_output_place`, a folder this user can write to, on a disk that is not full.
 
     Nothing is left behind (the write test removes its file).
     """
-    if not path:
-        raise _make(error, f"no {what} given: choose a file name", "", MISSING)
-    path = os.path.abspath(os.fspath(path))
-    ext = os.path.splitext(path)[1].lower()
-    allowed = [e.lower() for e in extensions]
-    if allowed and ext not in allowed:
-        got = f"'{ext}' is not a supported format" if ext else "the file name has no extension"
-        raise _make(error, f"cannot write the {what} '{path}': {got}; use {', '.join(extensions)}",
-                     path, BAD_FORMAT)
-    if os.path.isdir(path):
-        raise _make(error, f"cannot write the {what} '{path}': it is a folder; choose a file name", path,
-                     IS_A_FOLDER)
+    if path and extensions:
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in [e.lower() for e in extensions]:
+            got = f"'{ext}' is not a supported format" if ext else "the file name has no extension"
+            shown = os.path.abspath(path)
+            raise _make(error, f"cannot write the {what} '{shown}': {got}; use {', '.join(extensions)}",
+                        shown, BAD_FORMAT)
+    path = check_output_place(path, what, error)
     folder = os.path.dirname(path)
-    blocker = file_in_the_way(path)
-    if blocker:
-        raise _make(error, f"cannot write the {what} '{path}': '{blocker}' is a file, not a folder; "
-                            "choose another folder", path, NOT_A_FOLDER)
-    if not os.path.isdir(folder):
-        raise _make(error, f"cannot write the {what} '{path}': the folder '{folder}' does not exist; "
-                            "create it, or choose another folder", path, MISSING)
     _probe_writable(folder, what, error, path)
     free = free_bytes(folder)
     if free is not None and free < min_free:
         raise _make(error, f"cannot write the {what} '{path}': the disk is full ({format_size(free)} free); "
-                            "free some space, or choose a folder on another disk", path, FULL)
+                           "free some space, or choose a folder on another disk", path, FULL)
     return path

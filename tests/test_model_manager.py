@@ -119,7 +119,7 @@ def test_bad_files_get_specific_messages(models, tmp_path, tiny_paths):
 
 def test_missing_file_message(tmp_path):
     role, _, error = mm.validate_onnx(str(tmp_path / "gone.encoder.onnx"))
-    assert role is None and "not found" in error and "gone.encoder.onnx" in error
+    assert role is None and "does not exist" in error and "gone.encoder.onnx" in error
 
 
 def test_cache_is_reused_for_unchanged_files_and_refreshed_for_changed_ones(models, tmp_path):

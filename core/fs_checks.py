@@ -95,7 +95,18 @@ def reason(exc: OSError, path: str) -> Tuple[str, str]:
         return OTHER, "the path is too long"
     if code == errno.EIO:
         return OTHER, "input/output error (the disk or network share may be failing)"
+    free = free_bytes(_existing_folder(path))
+    if free is not None and free < MIN_FREE_BYTES:  # short writes (numpy's) carry no errno
+        return FULL, "the disk is full"
     return OTHER, exc.strerror or str(exc)
+
+
+def _existing_folder(path: str) -> str:
+    """The nearest existing folder at or above ``path``."""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
 
 
 _REMEDY = {

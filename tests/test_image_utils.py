@@ -205,5 +205,5 @@ def test_unreadable_raster_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a tiff at all")
     with pytest.raises(RasterReadError, match=r"cannot open the raster .*bad\.tif.: it is not in a raster format"):
         RasterSource.open(str(bad))
-    with pytest.raises(RasterReadError, match="missing.tif': it does not exist"):
+    with pytest.raises(RasterReadError, match=r"missing\.tif': it does not exist"):
         RasterSource.open(str(tmp_path / "missing.tif"))

@@ -230,12 +230,15 @@ class EmbeddingCache:
     def _scan(self):
         """``(mtime, bytes, key)`` of every entry; removes crash leftovers older than an hour."""
         out, now = [], time.time()
-        if not os.path.isdir(self._entries):
+        try:
+            subs = list(os.scandir(self._entries)) if os.path.isdir(self._entries) else []
+        except OSError:  # unreadable folder: nothing that can be used or evicted
             return out
-        for sub in os.scandir(self._entries):
-            if not sub.is_dir():
+        for sub in subs:
+            try:
+                files = {e.name: e for e in os.scandir(sub.path)} if sub.is_dir() else {}
+            except OSError:
                 continue
-            files = {e.name: e for e in os.scandir(sub.path)}
             for name, e in files.items():
                 try:
                     st = e.stat()
@@ -269,12 +272,22 @@ class EmbeddingCache:
                 total -= size
 
     def clear(self) -> None:
-        """Delete every cached embedding, encoder hash and timing."""
+        """Delete every cached embedding, encoder hash and timing.
+
+        Raises:
+            fs.FileAccessError: some entries could not be deleted (named, with what to do).
+        """
+        failed = []
         with self._lock:
-            shutil.rmtree(self._entries, ignore_errors=True)
+            shutil.rmtree(self._entries, onerror=lambda _fn, path, info: failed.append((path, info[1])))
             for name in (_ENCODERS, _TIMINGS):
                 _remove_quietly(os.path.join(self.directory, name))
             self._hashes.clear()
+            self._memory.clear()
+        kept = [e for _, e in failed if isinstance(e, OSError) and e.errno != errno.ENOENT]
+        if kept:
+            raise fs.os_error(kept[0], "clear", "embedding cache folder", self.directory,
+                              "give yourself write access to it, or delete it by hand")
 
     def encoder_hash(self, path: str) -> str:
         """SHA-256 of a model file, computed once per (path, size, mtime) and remembered on disk.

@@ -357,6 +357,42 @@ def test_read_only_cache_falls_back_and_hashes_still_work(tmp_path, tiny_paths):
     assert os.listdir(ro) == []
 
 
+def test_cache_that_cannot_be_listed_or_cleared(tmp_path, tiny_paths):
+    """The Options page shows the cache size and clears it. Before: a PermissionError traceback
+    from os.scandir, and a clear that silently left everything in place."""
+    folder = tmp_path / "cache partagé"
+    cache = EmbeddingCache(str(folder))
+    src = RasterSource.open(str(geotiff(tmp_path / "r.tif", 300, 200)))
+    seg = RasterSegmenter(src, str(tiny_paths["encoder_preproc"]), str(tiny_paths["decoder"]), cache)
+    seg.encode(seg.crops_in_extent()[0])
+    entries = folder / "embeddings"
+    (sub,) = list(entries.iterdir())
+    prefix = permissions_apply()
+    sub.chmod(0o555)  # its entries cannot be deleted
+    entries.chmod(0o311)  # nor listed
+    try:
+        result = run_script(f"""
+        from core import fs_checks as fs
+        from core.embedding_cache import EmbeddingCache
+        cache = EmbeddingCache({str(folder)!r})
+        size = cache.size_bytes()
+        os.chmod({str(entries)!r}, 0o755)
+        try:
+            cache.clear()
+            cleared = "ok"
+        except fs.FileAccessError as exc:
+            cleared = str(exc)
+        print(json.dumps({{"size": size, "cleared": cleared}}))
+        """, tmp_path, prefix)
+    finally:
+        entries.chmod(0o755)
+        sub.chmod(0o755)
+    assert result["size"] == 0
+    assert result["cleared"] == (f"cannot clear the embedding cache folder '{folder}': permission denied; give "
+                                 "yourself write access to it, or delete it by hand")
+    assert len(list(sub.iterdir())) == 2  # the entry is still whole
+
+
 def test_full_cache_disk_keeps_embeddings_in_memory(tmp_path, tiny_paths):
     """A real full disk under the cache: segmentation goes on from memory, and says why."""
     disk = tmp_path / "disque"

@@ -196,8 +196,11 @@ def _fingerprint(ds: Any) -> Tuple[Tuple[str, int, int], ...]:
     """``(path, size, mtime_ns)`` of the files holding pixel values (not georeferencing sidecars)."""
     out = []
     for f in (ds.GetFileList() or [])[:32]:
-        if not f.lower().endswith(_SIDECARS) and os.path.isfile(f):
-            st = os.stat(f)
+        try:
+            st = os.stat(f) if not f.lower().endswith(_SIDECARS) and os.path.isfile(f) else None
+        except OSError:  # gone since GDAL listed it: the next read says so
+            continue
+        if st is not None:
             out.append((os.path.abspath(f), int(st.st_size), int(st.st_mtime_ns)))
     return tuple(out)
 

@@ -155,6 +155,23 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return m
 
 
+@lru_cache(maxsize=32)
+def bicubic_matrix(in_size: int, out_size: int, a: float = -0.75) -> np.ndarray:
+    """``[out, in]`` matrix of torch's bicubic interpolation (Keys, ``a = -0.75``), align_corners=False,
+    source indices clamped at the edges as torch does."""
+    src = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+    i0 = np.floor(src).astype(np.int64)
+    t = src - i0
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)  # distances to taps i0-1 .. i0+2
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    w = np.where(d <= 1, near, far)
+    m = np.zeros((out_size, in_size), np.float64)
+    rows = np.repeat(np.arange(out_size), 4)
+    np.add.at(m, (rows, np.clip(i0[:, None] + np.arange(-1, 3), 0, in_size - 1).ravel()), w.ravel())
+    return m
+
+
 @lru_cache(maxsize=16)
 def postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray, np.ndarray]:
     """Row and column matrices taking 256x256 logits to the original size: ``rows @ logits @ cols.T``."""

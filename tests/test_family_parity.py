@@ -53,7 +53,8 @@ def test_features_match(family, size):
     key = f"{size[0]}x{size[1]}"
     assert bundle.family == name and bundle.original_size == size
     for graph_name, bundle_name in FEATURES[name].items():
-        c, y, x = (int(v) for v in golden[f"feature_steps/{graph_name}"])
+        steps = golden.get(f"feature_steps/{graph_name}", golden.get("emb_steps"))
+        c, y, x = (int(v) for v in steps)
         got = bundle.tensors[bundle_name][0, ::c, ::y, ::x]
         ref = golden[f"{key}/{graph_name}"]
         rel = float(np.abs(got - ref).max() / max(1.0, np.abs(ref).max()))
@@ -121,3 +122,20 @@ def test_zz_report_figures(capsys):
     with capsys.disabled():
         for name, figures in FIGURES.items():
             print(f"\n{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(figures.items())))
+
+
+@pytest.mark.skipif("efficientsam" not in FAMILIES, reason="no EfficientSAM fixtures")
+def test_efficientsam_refuses_more_than_six_points_and_takes_no_mask_input():
+    """Its graph silently keeps the first 6 prompt points: the engine says so instead. It has no
+    mask input: a refining call (as the plugin makes) gives the plain answer."""
+    from core.sam_decoder import PromptError
+
+    files = FAMILY_FILES["efficientsam"]
+    decoder = SamDecoder(files["decoder"][0])
+    bundle = SamEncoder(files["encoder"][0]).encode(make_image(300, 400))
+    pts = [[20 + 40 * i, 150] for i in range(5)]
+    with pytest.raises(PromptError, match=r"at most 6 prompt points \(a box counts as 2\), got 7"):
+        decoder.predict(bundle, pts, [1] * 5, box=[10, 10, 200, 200])
+    plain = decoder.predict(bundle, pts[:4], [1] * 4, box=[10, 10, 200, 200])
+    refined = decoder.predict(bundle, pts[:4], [1] * 4, box=[10, 10, 200, 200], mask_input=plain.low_res_logits[:1])
+    np.testing.assert_array_equal(refined.low_res_logits, plain.low_res_logits)

@@ -5,8 +5,8 @@ align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the pa
 resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
 SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
 the original size, threshold at 0; ``resize_masks_bicubic.onnx`` the same step bicubic, as
-``EfficientSam.predict_masks``, then ``>= 0`` as EfficientSAM's example. ONNX Runtime's Resize does this several times faster than
-numpy. Needs the ``onnx`` package (dev only):
+``EfficientSam.predict_masks``, then ``>= 0`` as EfficientSAM's example. ONNX Runtime's
+Resize does this several times faster than numpy. Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """

@@ -58,9 +58,8 @@ class EfficientSamEncoder(FamilyEncoder):
 class EfficientSamDecoder(FamilyDecoder):
     def __init__(self, family: Family, path: str, session: Any, threads: Optional[int]) -> None:
         super().__init__(family, path, session)
-        _, outs = ox.signature(session)
-        low = [name for name in outs if name not in ("output_masks", "iou_predictions")]
-        self._outputs = ["iou_predictions", low[0]]
+        # The low-res logits are the third output, named by the exporter ("onnx::Shape_1316"...).
+        self._outputs = ["iou_predictions", session.get_outputs()[2].name]
         self._resize = ox.open_session(str(_RESIZE), "mask post-processing", threads)
 
     def coord_scale(self, original: Shape) -> Tuple[float, float]:

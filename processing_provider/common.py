@@ -3,6 +3,7 @@ encoding with cancellation, and the output-layer fields and features."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,6 +40,7 @@ from ..toolbelt.settings import Settings
 
 INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
 CANCELED = "Canceled: no output was written."
+_LOG = logging.getLogger("ai_segmentation")
 _FIELD_KINDS = {ogr.OFTString: "string", ogr.OFTReal: "double", ogr.OFTInteger: "int", ogr.OFTDateTime: "datetime"}
 
 
@@ -105,11 +107,12 @@ class AlgorithmBase(QgsProcessingAlgorithm):
         return dest
 
     def segmenter(self, parameters: Dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer,
-                  feedback: QgsProcessingFeedback, decoder: bool = True) -> RasterSegmenter:
+                  feedback: Optional[QgsProcessingFeedback] = None, decoder: bool = True) -> RasterSegmenter:
         """The segmenter the dock would use for this raster: same cache, models and crops.
 
         Without a decoder (the "encode" algorithm, whose only product is the cache) a cache
-        folder that cannot be used is an error; otherwise a temporary one stands in, with a warning.
+        folder that cannot be used is an error; otherwise a temporary one stands in, with a
+        warning (to ``feedback``, else to the log).
         """
         settings = Settings.load()
         encoder_path, decoder_path = model_paths(
@@ -123,7 +126,10 @@ class AlgorithmBase(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         for note in (warning, source.notice):
             if note:
-                feedback.pushWarning(note)
+                if feedback is not None:
+                    feedback.pushWarning(note)
+                else:
+                    _LOG.warning(note)
         return RasterSegmenter(source, encoder_path, decoder_path, cache, settings.encoder_threads)
 
 

@@ -10,11 +10,14 @@ Both files are written to temporary files and renamed into place, the sidecar la
 an entry exists only once it is whole, and an entry that fails its checks
 (truncated, corrupt, foreign) is deleted and reported as a miss, never raised.
 Least recently used entries are evicted beyond ``max_bytes``.
+When an entry cannot be written (full disk, read-only folder) the last few are kept in
+memory instead, so segmentation goes on, and the user is told once why and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -24,10 +27,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, Optional
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from . import fs_checks as fs
 from .errors import ModelError
 from .families import detect
 from .families.base import IMAGE_EMBEDDINGS, ImageEmbedding
@@ -39,6 +44,8 @@ _ENTRIES = "embeddings"
 _ENCODERS = "encoders.json"  # encoder file hashes by (path, size, mtime): ViT-B takes ~1 s to hash
 _TIMINGS = "timings.json"  # measured encode seconds per crop, by encoder hash, for estimates
 _LOG = logging.getLogger("ai_segmentation")
+MEMORY_ENTRIES = 8  # entries kept in memory while the cache folder cannot be written
+REMEDY = "choose another embedding cache folder in Settings > Options > AI Segmentation"
 
 
 def default_cache_dir() -> str:
@@ -103,6 +110,17 @@ def _layout(family: str):
         return None
 
 
+def _bundle(arr: np.ndarray, meta: Dict[str, Any]) -> ImageEmbedding:
+    """The float32 bundle of a checked entry: its float16 vector and its sidecar."""
+    tensors, at = {}, 0
+    for name, shape in _layout(str(meta["family"])) or []:
+        n = int(np.prod(shape))
+        tensors[name] = arr[at : at + n].astype(np.float32).reshape(shape)
+        at += n
+    return ImageEmbedding(tensors.pop(IMAGE_EMBEDDINGS), tuple(meta["original_size"]),
+                          tuple(meta["input_size"]), meta["family"], tensors)
+
+
 def make_key(parts: Dict[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of ``parts``."""
     blob = json.dumps({"v": FORMAT_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
@@ -122,6 +140,8 @@ class EmbeddingCache:
         self._entries = os.path.join(self.directory, _ENTRIES)
         self._lock = threading.RLock()
         self._hashes: Dict[str, str] = {}
+        self._memory: OrderedDict[str, Tuple[np.ndarray, Dict[str, Any]]] = OrderedDict()
+        self.write_problem = ""  # why the last write failed, for the user ("" once writes work)
 
     def _paths(self, key: str):
         folder = os.path.join(self._entries, key[:2])
@@ -130,10 +150,15 @@ class EmbeddingCache:
     def contains(self, key: str) -> bool:
         """Cheap existence check (the checksum is verified by :meth:`get`)."""
         npy, side = self._paths(key)
-        return os.path.isfile(side) and os.path.isfile(npy)
+        return key in self._memory or (os.path.isfile(side) and os.path.isfile(npy))
 
     def get(self, key: str) -> Optional[ImageEmbedding]:
         """The cached bundle (float32) or None; a damaged entry is removed and is a miss."""
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                arr, meta = self._memory[key]
+                return _bundle(arr, meta)
         npy, side = self._paths(key)
         if not os.path.isfile(side):
             return None
@@ -153,13 +178,7 @@ class EmbeddingCache:
             self._remove(key)
             return None
         _touch_quietly(side)  # LRU: the sidecar's mtime is the last use
-        tensors, at = {}, 0
-        for name, shape in layout:
-            n = int(np.prod(shape))
-            tensors[name] = arr[at : at + n].astype(np.float32).reshape(shape)
-            at += n
-        return ImageEmbedding(tensors.pop(IMAGE_EMBEDDINGS), tuple(meta["original_size"]),
-                              tuple(meta["input_size"]), meta["family"], tensors)
+        return _bundle(arr, meta)
 
     def put(self, key: str, embedding: ImageEmbedding, meta: Optional[Dict[str, Any]] = None) -> None:
         """Store ``embedding``'s tensors as float16 atomically, then evict beyond ``max_bytes``."""
@@ -172,17 +191,36 @@ class EmbeddingCache:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(tensors[name].shape)}")
         arr = np.concatenate([np.asarray(tensors[n], np.float16).ravel() for n, _ in layout])
         npy, side = self._paths(key)
+        sidecar = {
+            "version": FORMAT_VERSION, "family": embedding.family, "dtype": "float16",
+            "tensors": [[n, list(s)] for n, s in layout], "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+            "original_size": list(embedding.original_size), "input_size": list(embedding.input_size),
+            "created": time.time(), "meta": meta or {},
+        }
         with self._lock:
-            os.makedirs(os.path.dirname(npy), exist_ok=True)
-            _atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False))
-            _write_json(side, {
-                "version": FORMAT_VERSION, "family": embedding.family, "dtype": "float16",
-                "tensors": [[n, list(s)] for n, s in layout],
-                "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
-                "original_size": list(embedding.original_size), "input_size": list(embedding.input_size),
-                "created": time.time(), "meta": meta or {},
-            })
+            try:
+                os.makedirs(os.path.dirname(npy), exist_ok=True)
+                _atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False))
+                _write_json(side, sidecar)
+            except OSError as exc:
+                _remove_quietly(npy)  # no entry without its sidecar
+                self._keep_in_memory(key, arr, sidecar, exc)
+                return
+            self._memory.pop(key, None)
+            self.write_problem = ""
             self.evict()
+
+    def _keep_in_memory(self, key: str, arr: np.ndarray, sidecar: Dict[str, Any], exc: OSError) -> None:
+        """Hold the entry in memory (the last :data:`MEMORY_ENTRIES`) and tell the user, once per cause."""
+        self._memory[key] = (arr, sidecar)
+        self._memory.move_to_end(key)
+        while len(self._memory) > MEMORY_ENTRIES:
+            self._memory.popitem(last=False)
+        problem = str(fs.os_error(exc, "write", "embedding cache folder", self.directory, REMEDY))
+        if problem != self.write_problem:
+            self.write_problem = problem
+            _LOG.warning("%s%s. Meanwhile the last %d embeddings are kept in memory.", problem[0].upper(),
+                         problem[1:], MEMORY_ENTRIES)
 
     def _remove(self, key: str) -> None:
         npy, side = self._paths(key)
@@ -192,12 +230,15 @@ class EmbeddingCache:
     def _scan(self):
         """``(mtime, bytes, key)`` of every entry; removes crash leftovers older than an hour."""
         out, now = [], time.time()
-        if not os.path.isdir(self._entries):
+        try:
+            subs = list(os.scandir(self._entries)) if os.path.isdir(self._entries) else []
+        except OSError:  # unreadable folder: nothing that can be used or evicted
             return out
-        for sub in os.scandir(self._entries):
-            if not sub.is_dir():
+        for sub in subs:
+            try:
+                files = {e.name: e for e in os.scandir(sub.path)} if sub.is_dir() else {}
+            except OSError:
                 continue
-            files = {e.name: e for e in os.scandir(sub.path)}
             for name, e in files.items():
                 try:
                     st = e.stat()
@@ -231,16 +272,35 @@ class EmbeddingCache:
                 total -= size
 
     def clear(self) -> None:
-        """Delete every cached embedding, encoder hash and timing."""
+        """Delete every cached embedding, encoder hash and timing.
+
+        Raises:
+            fs.FileAccessError: some entries could not be deleted (named, with what to do).
+        """
+        failed = []
         with self._lock:
-            shutil.rmtree(self._entries, ignore_errors=True)
+            shutil.rmtree(self._entries, onerror=lambda _fn, path, info: failed.append((path, info[1])))
             for name in (_ENCODERS, _TIMINGS):
                 _remove_quietly(os.path.join(self.directory, name))
             self._hashes.clear()
+            self._memory.clear()
+        kept = [e for _, e in failed if isinstance(e, OSError) and e.errno != errno.ENOENT]
+        if kept:
+            raise fs.os_error(kept[0], "clear", "embedding cache folder", self.directory,
+                              "give yourself write access to it, or delete it by hand")
 
     def encoder_hash(self, path: str) -> str:
-        """SHA-256 of a model file, computed once per (path, size, mtime) and remembered on disk."""
-        st = os.stat(path)
+        """SHA-256 of a model file, computed once per (path, size, mtime) and remembered on disk.
+
+        Raises:
+            ModelError: the file is missing, a folder or unreadable (named, with what to do).
+        """
+        try:
+            st = os.stat(path)
+            if not os.path.isfile(path):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+        except OSError as exc:
+            raise fs.os_error(exc, "read", "SAM encoder file", os.path.abspath(path), error=ModelError) from None
         memo = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
         if memo in self._hashes:
             return self._hashes[memo]
@@ -248,18 +308,28 @@ class EmbeddingCache:
         digest = _read_json(memo_file).get(memo)
         if not isinstance(digest, str):
             h = hashlib.sha256()  # outside the lock: other threads keep using the cache meanwhile
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 22), b""):
-                    h.update(chunk)
+            try:
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 22), b""):
+                        h.update(chunk)
+            except OSError as exc:
+                raise fs.os_error(exc, "read", "SAM encoder file", os.path.abspath(path), error=ModelError) from None
             digest = h.hexdigest()
             with self._lock:
                 known = _read_json(memo_file)
                 known = dict(list(known.items())[-63:])  # bounded: old model files drop out
                 known[memo] = digest
-                os.makedirs(self.directory, exist_ok=True)
-                _write_json(memo_file, known)
+                self._write_quietly(memo_file, known)
         self._hashes[memo] = digest
         return digest
+
+    def _write_quietly(self, path: str, data: Dict[str, Any]) -> None:
+        """Write a memo file; failing only costs a re-hash or an estimate next session."""
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            _write_json(path, data)
+        except OSError as exc:
+            _LOG.debug("Embedding cache memo %s not written: %s", path, exc)
 
     def encode_seconds(self, encoder_hash: str) -> Optional[float]:
         """Seconds per crop measured earlier for this encoder (any session), or None."""
@@ -273,6 +343,5 @@ class EmbeddingCache:
             known = _read_json(path)
             old = known.get(encoder_hash)
             known[encoder_hash] = seconds if not isinstance(old, (int, float)) else 0.7 * old + 0.3 * seconds
-            os.makedirs(self.directory, exist_ok=True)
-            _write_json(path, known)
+            self._write_quietly(path, known)
 

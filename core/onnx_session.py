@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import fs_checks as fs
 from .errors import MissingDependencyError, ModelError, SegmentationError
 
 ONNX_MAGIC_MIN_BYTES = 16  # anything shorter cannot be an ONNX model
@@ -61,9 +62,9 @@ def shrinking_run_options() -> Any:
 
 
 def check_file(path: str, role: str) -> int:
-    """The size of ``path`` in bytes; :class:`ModelError` if it is missing or too short to be ONNX."""
-    if not os.path.isfile(path):
-        raise ModelError(f"SAM {role} model not found: '{path}' does not exist or is not a file")
+    """The size of ``path`` in bytes; :class:`ModelError` if it is missing, a folder, unreadable
+    or too short to be ONNX."""
+    fs.check_readable_file(path, f"SAM {role} file", ModelError)
     size = os.path.getsize(path)
     if size < ONNX_MAGIC_MIN_BYTES:
         raise ModelError(f"SAM {role} model '{path}' is not an ONNX model: the file holds only {size} bytes")

@@ -34,6 +34,7 @@ from qgis.core import (
 )
 from qgis.PyQt import sip
 
+from . import fs_checks as fs
 from .gpkg_io import (
     DRIVERS,
     FieldSpec,
@@ -141,7 +142,7 @@ class OutputStore:
     """
 
     def __init__(self, path: str, layer_name: str, crs: QgsCoordinateReferenceSystem) -> None:
-        self._path = str(path)
+        self._path = fs.check_output_place(str(path), "GeoPackage", StoreWriteError)
         self._layer_name = layer_name
         self._crs = QgsCoordinateReferenceSystem(crs)
         self._layer: Optional[QgsVectorLayer] = None
@@ -246,6 +247,7 @@ class OutputStore:
         driver = DRIVERS.get(Path(path).suffix.lower())
         if driver is None:
             raise StoreWriteError(f"Cannot export to '{Path(path).name}': use .gpkg, .geojson or .shp")
+        fs.check_output_place(path, "export file", StoreWriteError)
         check_layer_free(path, layer_name, driver, overwrite)
         features = read_features(self._path, self._layer_name)
         if not features:

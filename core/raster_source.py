@@ -13,18 +13,19 @@ import hashlib
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import band_sample as bs
+from . import fs_checks as fs
 from . import image_utils as iu
 from .crops import CropSpec
 from .errors import SegmentationError
 from .geo import PIXEL_GEOTRANSFORM, GeoTransform, check_geotransform
 
-STATS_MAX_PX = 4_000_000  # a band (or overview) this small is read whole for the stretch statistics
-STATS_BLOCK_PX = 1_000_000  # else about this many pixels of evenly spread blocks are sampled
 _LOG = logging.getLogger("ai_segmentation")
 # Sidecars that carry georeferencing or statistics (QGIS rewrites .aux.xml) but never pixel values.
 _SIDECARS = (".aux.xml", ".prj", ".wld", ".tfw", ".tifw", ".pgw", ".pngw", ".jgw", ".jpgw", ".j2w", ".gfw")
@@ -52,27 +53,68 @@ def _quiet_gdal() -> Iterator[Any]:
         gdal.PopErrorHandler()
 
 
-def _gdal_call(fn: Callable[[], Any], what: str) -> Any:
-    """``fn()``, raising :class:`RasterReadError` naming ``what`` whether GDAL raises or returns None."""
+def _gdal_try(fn: Callable[[], Any]) -> Tuple[Any, str]:
+    """``(fn(), "")``, or ``(None, GDAL's message)`` whether GDAL raises or returns None."""
     with _quiet_gdal() as gdal:
         try:
             out = fn()
         except RuntimeError as exc:
-            raise RasterReadError(f"GDAL {what}: {exc}") from None
-        if out is None:
-            raise RasterReadError(f"GDAL {what}: {gdal.GetLastErrorMsg() or 'unknown error'}")
-        return out
+            return None, str(exc)
+        return out, "" if out is not None else (gdal.GetLastErrorMsg() or "unknown error")
 
 
 def open_dataset(uri: str) -> Any:
-    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on."""
+    """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on.
+
+    Raises :class:`RasterReadError` saying why: missing, a folder, unreadable, not a raster
+    format GDAL knows, or damaged.
+    """
     gdal = _gdal()
-    return _gdal_call(lambda: gdal.Open(uri, gdal.GA_ReadOnly), f"cannot open the raster '{uri}'")
+    ds, detail = _gdal_try(lambda: gdal.Open(uri, gdal.GA_ReadOnly))
+    if ds is not None:
+        return ds
+    if not fs.is_local_path(uri):
+        raise RasterReadError(f"cannot open the raster '{uri}' (GDAL: {detail})")
+    path = fs.check_readable_file(uri, "raster", RasterReadError)  # missing, folder, permission, I/O
+    if "not recognized as a supported file format" in detail:
+        raise RasterReadError(f"cannot open the raster '{path}': it is not in a raster format GDAL knows; "
+                              f"check that this is the raster file (GDAL: {detail})")
+    raise RasterReadError(f"cannot open the raster '{path}': the file is damaged or truncated (GDAL: {detail}); "
+                          "replace it with a good copy")
+
+
+_DAMAGED = ("ireadblock", "tiffread", "truncat", "corrupt", "decode", "read error", "short read", "failed to read",
+            "unexpected end")
+
+
+def _read_error(band: Any, win: Tuple[int, int, int, int], detail: str) -> RasterReadError:
+    """What failed, in the plugin's words: the file, the rows (of the failing block when GDAL
+    names it), and whether the file looks damaged or has gone."""
+    ds = band.GetDataset()
+    path = ds.GetDescription() if ds is not None else ""
+    rows = (win[1], win[1] + win[3] - 1)
+    block = re.search(r"X offset \d+, Y offset (\d+)", detail)
+    if block and path and detail.startswith(path) and ds.RasterYSize == band.YSize:
+        first = int(block.group(1)) * band.GetBlockSize()[1]
+        rows = (first, min(first + band.GetBlockSize()[1], band.YSize) - 1)
+    where = f"row {rows[0]}" if rows[0] == rows[1] else f"rows {rows[0]}-{rows[1]}"
+    local = fs.is_local_path(path)
+    shown = f"the raster '{path}'" if local else "the raster"
+    if local and not os.path.exists(path):
+        return RasterReadError(f"{shown} could not be read at {where}: the file is gone (moved or deleted while "
+                               "in use); add the layer again")
+    if any(k in detail.lower() for k in _DAMAGED):
+        return RasterReadError(f"{shown} could not be read at {where}: the file is damaged or truncated "
+                               f"(GDAL: {detail}); replace it with a good copy")
+    return RasterReadError(f"{shown} could not be read at {where} (GDAL: {detail})")
 
 
 def _read(band: Any, win: Tuple[int, int, int, int], buf: Tuple[int, int], resample: int) -> np.ndarray:
-    return _gdal_call(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1], resample_alg=resample),
-                      f"could not read pixels {win}")
+    out, detail = _gdal_try(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1],
+                                                     resample_alg=resample))
+    if out is None:
+        raise _read_error(band, win, detail)
+    return out
 
 
 def read_valid(band: Any, nodata: Optional[float], win: Tuple[int, int, int, int], buf: Tuple[int, int],
@@ -91,47 +133,48 @@ def read_valid(band: Any, nodata: Optional[float], win: Tuple[int, int, int, int
     return values, valid
 
 
-def _sample_windows(width: int, height: int, block: Tuple[int, int]) -> List[Tuple[int, int, int, int]]:
-    """Evenly spread whole blocks totalling about :data:`STATS_BLOCK_PX` (deterministic)."""
-    bw, bh = max(1, min(block[0], width)), max(1, min(block[1], height))
-    nx, ny = math.ceil(width / bw), math.ceil(height / bh)
-    want = max(1, STATS_BLOCK_PX // (bw * bh))
-    kx = max(1, min(nx, round(math.sqrt(want * nx / ny))))
-    ky = max(1, min(ny, want // kx))
-    out = []
-    for j in np.unique(np.linspace(0, ny - 1, ky).round().astype(int)):
-        for i in np.unique(np.linspace(0, nx - 1, kx).round().astype(int)):
-            x, y = int(i) * bw, int(j) * bh
-            out.append((x, y, min(bw, width - x), min(bh, height - y)))
-    return out
-
-
-def band_stretch(band: Any, nodata: Optional[float]) -> Optional[iu.Stretch]:
-    """2-98 % stretch of a band from a bounded sample: the whole band or an overview of at most
-    :data:`STATS_MAX_PX`, else evenly spread blocks. Never the whole of a large raster."""
+def band_stretch(band: Any, nodata: Optional[float]) -> Tuple[Optional[iu.Stretch], bs.BandSample]:
+    """2-98 % stretch of a band from a bounded, data-seeking sample (:func:`core.band_sample.sample_band`),
+    and that sample; the stretch is None when the sample holds no valid pixel."""
     gdal = _gdal()
     near = gdal.GRIORA_NearestNeighbour
-    src = band
-    if band.XSize * band.YSize > STATS_MAX_PX:
-        ovrs = [band.GetOverview(i) for i in range(band.GetOverviewCount())]
-        small = [o for o in ovrs if o is not None and o.XSize * o.YSize <= STATS_MAX_PX]
-        src = max(small, key=lambda o: o.XSize * o.YSize) if small else None
-    if src is not None:
-        win = (0, 0, src.XSize, src.YSize)
-        values, valid = read_valid(src, nodata, win, win[2:], near)
+    all_valid = band.GetMaskFlags() == gdal.GMF_ALL_VALID  # no nodata, no mask: uncovered areas read as valid
+    sample = bs.sample_band(band, lambda b, w: read_valid(b, nodata, w, w[2:], near), all_valid)
+    return iu.percentile_stretch(sample.values, np.ones(sample.values.shape, bool)), sample
+
+
+def _type_range(band: Any) -> iu.Stretch:
+    """Full range of an integer band's data type; 0..1 for floating point."""
+    from osgeo import gdal_array
+
+    if band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE":
+        return -128.0, 127.0
+    kind = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(band.DataType) or np.float64)
+    if kind.kind in "iu":
+        return float(np.iinfo(kind).min), float(np.iinfo(kind).max)
+    return 0.0, 1.0
+
+
+def _stretch_or_fallback(band: Any, index: int, nodata: Optional[float], name: str) -> Tuple[iu.Stretch, str]:
+    """The band's stretch and "", or, when no valid pixel was found, a fallback and why (for the user)."""
+    found, sample = band_stretch(band, nodata)
+    if found is not None:
+        if sample.valid < bs.STATS_MIN_VALID and not sample.complete:
+            _LOG.info("Band %d of '%s': stretch from only %d valid pixels (%d read, %s limit reached)",
+                      index, name, sample.valid, sample.pixels_read, sample.limit)
+        return found, ""
+    lo, hi = _type_range(band)
+    if sample.complete:
+        where = "no part of it holds data" if not sample.pixels_read else "every pixel is nodata or masked"
+        note = (f"Band {index} of '{name}' holds no valid pixel ({where}): it shows black. "
+                "Check the band choice and the layer's nodata value.")
     else:
-        parts = [read_valid(band, nodata, w, w[2:], near) for w in _sample_windows(
-            band.XSize, band.YSize, tuple(band.GetBlockSize()))]
-        values = np.concatenate([p[0].ravel() for p in parts])
-        valid = np.concatenate([p[1].ravel() for p in parts])
-    return iu.percentile_stretch(values, valid)
-
-
-def _stretch_or_default(band: Any, index: int, nodata: Optional[float]) -> iu.Stretch:
-    found = band_stretch(band, nodata)
-    if found is None:
-        _LOG.warning("Band %d has no valid pixel in the statistics sample; showing it unstretched", index)
-    return found or (0.0, 255.0)
+        note = (f"No valid pixel was found in the sampled part of band {index} of '{name}' "
+                f"({sample.pixels_read:,} pixels read in {sample.windows_read} blocks): the stretch falls "
+                f"back to the data type's range {lo:g}..{hi:g}. If the raster holds data elsewhere, build "
+                "overviews for it (Raster > Miscellaneous > Build Overviews) so that all of it can be sampled.")
+    _LOG.warning(note)
+    return (lo, hi), note
 
 
 def _is_plain_byte(band: Any) -> bool:
@@ -153,8 +196,11 @@ def _fingerprint(ds: Any) -> Tuple[Tuple[str, int, int], ...]:
     """``(path, size, mtime_ns)`` of the files holding pixel values (not georeferencing sidecars)."""
     out = []
     for f in (ds.GetFileList() or [])[:32]:
-        if not f.lower().endswith(_SIDECARS) and os.path.isfile(f):
-            st = os.stat(f)
+        try:
+            st = os.stat(f) if not f.lower().endswith(_SIDECARS) and os.path.isfile(f) else None
+        except OSError:  # gone since GDAL listed it: the next read says so
+            continue
+        if st is not None:
             out.append((os.path.abspath(f), int(st.st_size), int(st.st_mtime_ns)))
     return tuple(out)
 
@@ -177,6 +223,7 @@ class RasterSource:
         nodata: per channel nodata value or None.
         palette: ``[N, 3]`` RGB colour table when a palette band is shown, else None.
         fingerprint: ``(path, size, mtime_ns)`` of the pixel files, to notice edits.
+        warnings: what the user should know about the stretch (no valid pixel found, ...).
     """
 
     uri: str
@@ -192,6 +239,7 @@ class RasterSource:
     nodata: Tuple[Optional[float], ...]
     palette: Optional[Tuple[Tuple[int, int, int], ...]]
     fingerprint: Tuple[Tuple[str, int, int], ...]
+    warnings: Tuple[str, ...] = ()
 
     @classmethod
     def open(cls, uri: str, bands: Optional[Sequence[int]] = None,
@@ -206,6 +254,7 @@ class RasterSource:
         uri = os.path.abspath(uri) if os.path.isfile(uri) else uri
         name = os.path.basename(uri)
         ds = open_dataset(uri)
+        shown = uri  # in messages
         warped = _gcp_warped_uri(ds)
         if warped is not None:
             uri, ds = warped, open_dataset(warped)
@@ -223,35 +272,40 @@ class RasterSource:
             if table is not None and len(set(chosen)) == 1 and interps[chosen[0] - 1] == "Palette":
                 entries = [table.GetColorEntry(i) for i in range(table.GetCount())]
                 palette = tuple(tuple(int(v) for v in row) for row in iu.palette_lut(entries))
-            nodata, stretch = [], []
+            nodata, stretch, notes = [], [], []
             for b in chosen:
                 band = ds.GetRasterBand(b)
                 nodata.append(band.GetNoDataValue())
                 keep_as_is = palette is not None or _is_plain_byte(band)
                 if b in chosen[: len(stretch)]:
                     stretch.append(stretch[chosen.index(b)])
+                elif keep_as_is:
+                    stretch.append(None)
                 else:
-                    stretch.append(None if keep_as_is else _stretch_or_default(band, b, nodata[-1]))
+                    found, note = _stretch_or_fallback(band, b, nodata[-1], shown)
+                    stretch.append(found)
+                    notes += [note] if note else []
             gt = ds.GetGeoTransform(can_return_null=True)
             return cls(
                 uri=uri, name=name, width=ds.RasterXSize, height=ds.RasterYSize, band_count=count, bands=chosen,
                 geotransform=check_geotransform(gt) if gt is not None else PIXEL_GEOTRANSFORM,
                 crs_wkt=crs_wkt if crs_wkt is not None else (ds.GetProjection() or ""),
                 georeferenced=gt is not None, stretch=tuple(stretch), nodata=tuple(nodata),
-                palette=palette, fingerprint=_fingerprint(ds),
+                palette=palette, fingerprint=_fingerprint(ds), warnings=tuple(notes),
             )
         finally:
             del ds  # close the dataset in this thread, now
 
     @property
     def notice(self) -> Optional[str]:
-        """A warning for the user about how coordinates are handled, or None."""
+        """A warning for the user about how coordinates are handled and about the stretch, or None."""
+        notes = list(self.warnings)
         if not self.georeferenced:
-            return (f"'{self.name}' has no georeferencing: segmentation works in pixel coordinates "
-                    "(x = column, y = -row) and polygons will not line up with other layers.")
-        if not self.crs_wkt:
-            return f"'{self.name}' has no coordinate reference system: set one on the layer."
-        return None
+            notes.insert(0, f"'{self.name}' has no georeferencing: segmentation works in pixel coordinates "
+                            "(x = column, y = -row) and polygons will not line up with other layers.")
+        elif not self.crs_wkt:
+            notes.insert(0, f"'{self.name}' has no coordinate reference system: set one on the layer.")
+        return " ".join(notes) or None
 
     def identity(self) -> dict:
         """What the RGB pixels depend on, for cache keys (georeferencing excluded)."""

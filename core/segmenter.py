@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from . import fs_checks as fs
 from .crops import DEFAULT_STRIDE, CropGrid, CropSpec, crops_in_extent, mask_bounds, touches_interior_edge
 from .embedding_cache import EmbeddingCache, entry_bytes, make_key
 from .errors import ModelError, SegmentationError
@@ -162,6 +163,7 @@ class RasterSegmenter:
     def family(self) -> str:
         """The encoder's model family (read from its graph header once, in milliseconds)."""
         if self._family is None:
+            fs.check_readable_file(self.encoder_path, "SAM encoder file", ModelError)  # before probe and hash
             self._family = detect.probe(self.encoder_path).family
         return self._family
 

@@ -15,6 +15,7 @@ from qgis.PyQt.QtCore import QObject
 
 from ..ai_segmentation_dockwidget import AISegmentationDock
 from ..ai_segmentation_maptool import SegmentationMapTool
+from ..core.cache_location import open_cache
 from ..core.embedding_cache import EmbeddingCache
 from ..core.errors import ModelError, SegmentationError
 from ..core.output_store import ObjectAttributes
@@ -90,7 +91,9 @@ class SegmentationController(QObject):
     def apply_settings(self, settings: Settings) -> None:
         """Take new settings (Options page): models folder, cache, threads, defaults."""
         self.settings = settings
-        self._cache = EmbeddingCache(settings.cache_dir or None, settings.cache_max_bytes)
+        self._cache, warning = open_cache(settings.cache_dir, settings.cache_max_bytes)
+        if warning:
+            log.warning(warning)
         self.tool.hover_enabled = settings.hover_preview
         self.dock.set_refine(settings.refine)
         self.refresh_models()

@@ -14,6 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt import sip
 
+from ..core import fs_checks as fs
 from ..core.gpkg_io import LayerExistsError, StoreWriteError, layer_names
 from ..core.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
 
@@ -79,7 +80,7 @@ class OutputManager:
         if self._store is not None and self.layer is not None:
             return self._store
         path = self._store_path()
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fs.check_folder(os.path.dirname(path), "output folder", create=True, error=StoreWriteError)
         store = OutputStore(path, unique_layer_name(path, base_name), crs)
         layer = store.layer()
         QgsProject.instance().addMapLayer(layer)

@@ -3,6 +3,7 @@ encoding with cancellation, and the output-layer fields and features."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -24,8 +25,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDateTime
 
+from ..core import fs_checks as fs
+from ..core.cache_location import open_cache
 from ..core.crops import CropSpec
-from ..core.embedding_cache import EmbeddingCache
 from ..core.errors import SegmentationError
 from ..core.geo import Extent
 from ..core.output_store import SCHEMA, measure, to_qgs_geometry
@@ -38,6 +40,7 @@ from ..toolbelt.settings import Settings
 
 INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
 CANCELED = "Canceled: no output was written."
+_LOG = logging.getLogger("ai_segmentation")
 _FIELD_KINDS = {ogr.OFTString: "string", ogr.OFTReal: "double", ogr.OFTInteger: "int", ogr.OFTDateTime: "datetime"}
 
 
@@ -80,6 +83,18 @@ class AlgorithmBase(QgsProcessingAlgorithm):
         r = self.parameterAsExtent(parameters, EXTENT, context, layer.crs())
         return None if r.isNull() else (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum())
 
+    def check_output(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> None:
+        """Fail now, before any encoding, if the OUTPUT file cannot be written (missing or read-only
+        folder, a folder in its place, a full disk). Memory layers and database URIs are not checked."""
+        dest = (self.parameterAsOutputLayer(parameters, OUTPUT, context) or "").split("|")[0]
+        if not fs.is_local_path(dest):  # memory:, ogr:dbname=..., postgres://...
+            return
+        provider = self.provider()
+        known = provider.supportedOutputVectorLayerExtensions() if provider else ["gpkg"]
+        if os.path.splitext(dest)[1].lower().lstrip(".") not in known:
+            dest += "." + (provider.defaultVectorFileExtension() if provider else "gpkg")  # as QGIS will
+        fs.check_output_file(dest, "output file", error=QgsProcessingException)
+
     def write_output(self, parameters: Dict[str, Any], context: QgsProcessingContext, fields: QgsFields,
                      crs: QgsCoordinateReferenceSystem, features: List[QgsFeature]) -> str:
         """Create OUTPUT and write ``features``. Called once everything is computed, so a failure or
@@ -91,9 +106,14 @@ class AlgorithmBase(QgsProcessingAlgorithm):
             sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return dest
 
-    def segmenter(self, parameters: Dict[str, Any], context: QgsProcessingContext,
-                  layer: QgsRasterLayer, decoder: bool = True) -> RasterSegmenter:
-        """The segmenter the dock would use for this raster: same cache, models and crops."""
+    def segmenter(self, parameters: Dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer,
+                  feedback: Optional[QgsProcessingFeedback] = None, decoder: bool = True) -> RasterSegmenter:
+        """The segmenter the dock would use for this raster: same cache, models and crops.
+
+        Without a decoder (the "encode" algorithm, whose only product is the cache) a cache
+        folder that cannot be used is an error; otherwise a temporary one stands in, with a
+        warning (to ``feedback``, else to the log).
+        """
         settings = Settings.load()
         encoder_path, decoder_path = model_paths(
             self.parameterAsFile(parameters, ENCODER, context),
@@ -101,9 +121,15 @@ class AlgorithmBase(QgsProcessingAlgorithm):
         bands = self.parameterAsInts(parameters, BANDS, context) or None
         try:
             source = source_from_layer(layer, bands)
+            cache, warning = open_cache(settings.cache_dir, settings.cache_max_bytes, fallback=decoder)
         except SegmentationError as exc:
             raise QgsProcessingException(str(exc)) from None
-        cache = EmbeddingCache(settings.cache_dir or None, settings.cache_max_bytes)
+        for note in (warning, source.notice):
+            if note:
+                if feedback is not None:
+                    feedback.pushWarning(note)
+                else:
+                    _LOG.warning(note)
         return RasterSegmenter(source, encoder_path, decoder_path, cache, settings.encoder_threads)
 
 
@@ -120,8 +146,7 @@ def model_paths(encoder: str, decoder: str, settings: Settings, need_decoder: bo
                 f"No SAM {role} given and none found in {settings.models_dir}: set the "
                 f"{role.upper()} parameter to a samexporter {role} .onnx file, or set the models up "
                 "from the AI Segmentation panel.")
-        if not os.path.isfile(path):
-            raise QgsProcessingException(f"SAM {role} model not found: '{path}' is not a file.")
+        paths[role] = fs.check_readable_file(path, f"SAM {role} file", QgsProcessingException)
     return paths["encoder"], paths["decoder"] if need_decoder else ""
 
 

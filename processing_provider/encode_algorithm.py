@@ -47,7 +47,7 @@ class EncodeAlgorithm(AlgorithmBase):
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
         layer = self.raster_layer(parameters, context)
-        segmenter = self.segmenter(parameters, context, layer, decoder=False)
+        segmenter = self.segmenter(parameters, context, layer, feedback, decoder=False)
         crops = segmenter.crops_in_extent(self.extent(parameters, context, layer))
         if not crops:
             raise QgsProcessingException(f"EXTENT does not overlap '{layer.name()}'.")

@@ -94,6 +94,7 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        self.check_output(parameters, context)  # before any work
         layer = self.raster_layer(parameters, context)
         v = {name: (self.parameterAsInt if kind == "int" else self.parameterAsDouble)(parameters, name, context)
              for name, _, kind, _, _, _ in _NUMBERS}
@@ -103,7 +104,7 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
             params = amg.AmgParams(v["POINTS_PER_SIDE"], v["POINTS_PER_BATCH"], v["PRED_IOU_THRESH"],
                                    v["STABILITY_SCORE_THRESH"], box_nms_thresh=v["BOX_NMS_THRESH"],
                                    crop_nms_thresh=v["BOX_NMS_THRESH"], min_mask_region_area=v["MIN_MASK_REGION_AREA"])
-            segmenter = self.segmenter(parameters, context, layer)
+            segmenter = self.segmenter(parameters, context, layer, feedback)
             extent = self.extent(parameters, context, layer)
             box = extent_box(segmenter.source, extent)
             planned = [(s, amg.crop_region((s.col0, s.row0), (s.height, s.width), box))

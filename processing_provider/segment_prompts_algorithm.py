@@ -73,6 +73,7 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        self.check_output(parameters, context)  # before any work
         layer = self.raster_layer(parameters, context)
         source = self.parameterAsSource(parameters, PROMPTS, context)
         if source is None:
@@ -80,7 +81,7 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
         group = self.parameterAsString(parameters, GROUP_FIELD, context)
         refine = RefineParams(self.parameterAsDouble(parameters, SIMPLIFY, context), _DEFAULT.fill_holes_px,
                               self.parameterAsInt(parameters, MIN_AREA, context))
-        segmenter = self.segmenter(parameters, context, layer)
+        segmenter = self.segmenter(parameters, context, layer, feedback)
         crs = layer.crs()
         objects = read_objects(source, group, crs, context.transformContext(), feedback)
         if not objects:

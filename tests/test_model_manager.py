@@ -138,7 +138,7 @@ def test_bad_files_get_specific_messages(models, tmp_path, tiny_paths):
 
 
 def test_missing_file_message(tmp_path):
-    with pytest.raises(ModelError, match=r"not found.*gone.encoder.onnx"):
+    with pytest.raises(ModelError, match=r"gone\.encoder\.onnx.: it does not exist"):
         mm.probe(tmp_path / "gone.encoder.onnx")
 
 

@@ -15,7 +15,7 @@ from core.sam_encoder import ImageError, SamEncoder
 @pytest.mark.parametrize("cls", [SamEncoder, SamDecoder])
 def test_missing_file(cls, tmp_path):
     path = tmp_path / "nope.onnx"
-    with pytest.raises(ModelError, match=r"not found: '.*nope\.onnx' does not exist"):
+    with pytest.raises(ModelError, match=r"file '.*nope\.onnx': it does not exist"):
         cls(path)
 
 

@@ -271,7 +271,7 @@ def test_bad_prompts_get_clear_messages(provider, raster, cache_dir, tiny_paths,
     with pytest.raises(QgsProcessingException, match="use 1 \\(include\\) or 0 \\(exclude\\)"):
         _run("segment_prompts", {"INPUT": raster, "PROMPTS": prompts, "OUTPUT": str(tmp_path / "o.gpkg"),
                                  **_models(tiny_paths)})
-    with pytest.raises(QgsProcessingException, match="not a file"):
+    with pytest.raises(QgsProcessingException, match=r"SAM encoder file .*missing\.onnx.: it does not exist"):
         _run("segment_prompts", {"INPUT": raster, "PROMPTS": prompts, "OUTPUT": str(tmp_path / "o.gpkg"),
                                  "ENCODER": str(tmp_path / "missing.onnx"), "DECODER": str(tiny_paths["decoder"])})
     assert not os.path.exists(tmp_path / "o.gpkg")

@@ -1,12 +1,22 @@
-"""Plugin settings: one typed dataclass, stored in QgsSettings under "ai_segmentation/"."""
+"""Plugin settings: one typed dataclass, stored in QgsSettings under "ai_segmentation/".
+
+QSettings never reports a file it cannot read or write: an unreadable settings file silently
+gives defaults, and a save into a read-only profile silently stays in memory. Loading therefore
+logs why the settings are at their defaults, and saving checks the file and its folder first
+(a real write test) and raises :class:`SettingsError` naming them, having changed nothing.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Optional
 
 from qgis.core import QgsSettings
+from qgis.PyQt.QtCore import QSettings
 
+from ..core import fs_checks as fs
 from ..core.embedding_cache import default_cache_dir
 from ..core.errors import SegmentationError
 from ..core.mask_ops import RefineParams
@@ -14,6 +24,44 @@ from .models import LEGACY_MODELS_DIR, default_models_dir
 
 PREFIX = "ai_segmentation/"
 _REFINE = RefineParams()
+_LOG = logging.getLogger("ai_segmentation")
+_NOT_SAVED = "the AI Segmentation settings were not saved"
+
+
+class SettingsError(fs.FileAccessError):
+    """The QGIS settings file cannot be written (nothing was saved)."""
+
+
+def load_problem(qsettings: Optional[QgsSettings] = None) -> str:
+    """Why the settings file cannot be read (so the settings are at their defaults), or ""."""
+    path = (qsettings or QgsSettings()).fileName()
+    if not path or not os.path.lexists(path):
+        return ""  # a new profile: defaults are right
+    try:
+        fs.check_readable_file(path, "QGIS settings file", remedy="give yourself read access to it")
+    except fs.FileAccessError as exc:
+        return f"{exc}. The AI Segmentation settings are at their defaults until then"
+    if QSettings(path, QSettings.Format.IniFormat).status() == QSettings.Status.FormatError:
+        return (f"the QGIS settings file '{path}' is damaged; the AI Segmentation settings are at their defaults. "
+                "Set them again in Settings > Options > AI Segmentation")
+    return ""
+
+
+def check_writable(qsettings: Optional[QgsSettings] = None) -> str:
+    """The settings file's path, after checking that it (and its folder) can be written."""
+    path = (qsettings or QgsSettings()).fileName()
+    fs.check_folder(os.path.dirname(path), "QGIS profile folder", create=True, error=SettingsError,
+                    remedy=f"make it a folder you can write to ({_NOT_SAVED})")
+    if os.path.isdir(path):
+        raise SettingsError(f"cannot write the QGIS settings file '{path}': it is a folder; "
+                            f"remove or rename that folder ({_NOT_SAVED})", path, fs.IS_A_FOLDER)
+    if os.path.lexists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))  # opens for writing, changes nothing
+        except OSError as exc:
+            raise fs.os_error(exc, "write", "QGIS settings file", path,
+                              f"give yourself write access to it ({_NOT_SAVED})", SettingsError) from None
+    return path
 
 
 @dataclass(frozen=True)
@@ -46,8 +94,12 @@ class Settings:
 
     @classmethod
     def load(cls, qsettings: Optional[QgsSettings] = None) -> Settings:
-        """Read the stored settings; missing or unreadable values keep their defaults."""
+        """Read the stored settings; missing or unreadable values keep their defaults (and an
+        unreadable settings file is logged, naming it)."""
         s = qsettings or QgsSettings()
+        problem = load_problem(s)
+        if problem:
+            _LOG.warning(problem[0].upper() + problem[1:] + ".")
         values: dict = {}
         for f in fields(cls):
             default = getattr(cls, f.name)
@@ -67,10 +119,16 @@ class Settings:
         return replace(loaded, cache_max_mb=max(64, loaded.cache_max_mb), threads=max(0, loaded.threads))
 
     def save(self, qsettings: Optional[QgsSettings] = None) -> None:
-        """Store every field."""
+        """Store every field, on disk now.
+
+        Raises:
+            SettingsError: the settings file or its folder cannot be written; nothing was saved.
+        """
         s = qsettings or QgsSettings()
+        check_writable(s)
         for f in fields(self):
             s.setValue(PREFIX + f.name, getattr(self, f.name))
+        s.sync()
 
     @property
     def encoder_threads(self) -> Optional[int]:

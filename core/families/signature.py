@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Dict, Iterator, List, Set, Tuple
 
+from .. import fs_checks as fs
 from ..errors import ModelError
 from ..onnx_session import TensorSpec
 
@@ -119,8 +120,7 @@ def read_signature(path: str) -> Signature:
         ModelError: the file is missing, empty, or not a readable ONNX model (garbage, truncated).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelError(f"model not found: '{path}' does not exist or is not a file")
+    fs.check_readable_file(path, "model file", ModelError)
     size = os.path.getsize(path)
     try:
         with open(path, "rb") as f:

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 from sam_cases import make_image
 
 from core import amg_utils as au
 from core import automatic as amg
 from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
+from core.families.base import PointRunner
+from core.sam_encoder import SamEncoder
 from core.transforms import postprocess_matrices, resized_shape
 from tools.plugin_package import plugin_module
 
@@ -126,8 +129,8 @@ def test_windowed_upscale_equals_postprocess_masks(frame):
     h, w = frame
     for region in [(0, 0, w, h), (37, 11, w - 50, h - 7)]:
         crop = CropRegion((100, 200), frame, (region[0] + 100, region[1] + 200, region[2] + 100, region[3] + 200))
-        up = amg._Upscaler(crop)
         rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        up = amg._Upscaler(crop, (rows, cols))
         for low in _blob_logits(rng, 4):
             full = (rows @ low @ cols.T)[region[1]:region[3], region[0]:region[2]]
             for floor in (0.0, -1.0):
@@ -176,7 +179,7 @@ def _fake_decoder(scene: np.ndarray, crop: CropRegion, calls: list):
         low = np.where((seen == label) & (label > 0), 5.0, -5.0).astype(np.float32)
         return np.array([0.95, 0.9, 0.5], np.float32), np.stack([low, low, low])
 
-    return decode
+    return PointRunner(decode, postprocess_matrices(resized_shape(h, w), (h, w)))
 
 
 def _run(extent_box, params, scene=None):
@@ -295,3 +298,27 @@ def test_one_crop_matches_metas_generator(tiny_paths, encoder):
         assert np.allclose(r.point, (x, y)) and abs(r.score - iou) < 2e-6
         assert r.bounds == (0, 0, w, h) and abs(int(r.mask.sum()) - area) <= 4
         assert abs(r.stability - stability) < 2e-4  # a few of ~90k pixels at +/-0.1 may differ
+
+
+@pytest.mark.parametrize("family", [f for f in family_params() if f != "sam"])
+def test_every_family_segments_everything_as_its_predictor_would(family):
+    """Each object of crop_masks is the family's own predict() mask for its grid point (same
+    upscaling, same score), kept or dropped by Meta's filters: the generator is family-agnostic."""
+    files = FAMILY_FILES[family]
+    decoder = plugin_module("processing_provider.point_decoder").PointDecoder(files["decoder"][0])
+    h, w = 300, 420
+    bundle = SamEncoder(files["encoder"][0]).encode(make_image(h, w))
+    params = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                       stability_score_offset=0.5, box_nms_thresh=1.0)
+    crops = [amg.crop_region((0, 0), (h, w), (0, 0, w, h))]
+    points = amg.crop_points(crops, 0, 4)
+    whole, parts = amg.crop_masks(decoder.point_runner(bundle), crops, 0, points, (0, 0, w, h), params)
+    records = whole + parts
+    assert len(records) >= len(points)  # no filter on: every non-empty candidate is an object
+    for r in records:
+        pred = decoder.predict(bundle, [r.point], [1], multimask=True)
+        k = int(np.argmin(np.abs(pred.scores - r.score)))
+        assert abs(pred.scores[k] - r.score) < 1e-6
+        full = np.zeros((h, w), bool)
+        full[r.row0 : r.row0 + r.mask.shape[0], r.col0 : r.col0 + r.mask.shape[1]] = r.mask
+        assert np.count_nonzero(full ^ pred.masks[k]) <= 5  # matrices vs the ORT resize graph at logit ~0

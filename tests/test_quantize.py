@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 
 from core import model_manager as mm
 from core import quantize
@@ -55,7 +56,8 @@ def test_without_onnx_the_reason_is_explained(models, monkeypatch):
 @needs_onnx
 def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
     src = models / "tiny.encoder.preproc.onnx"
-    out = quantize.build_int8_encoder(src)
+    built = quantize.build_int8_encoder(src)
+    out = built.path
     assert out == models / "tiny.encoder.preproc.int8.onnx"
     assert sorted(os.listdir(models)) == ["tiny.decoder.onnx", "tiny.encoder.preproc.int8.onnx",
                                           "tiny.encoder.preproc.onnx"]  # no temporary file left
@@ -72,6 +74,11 @@ def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
     emb = SamEncoder(out).encode(image)
     assert emb.embeddings.shape == (1, 256, 64, 64) and emb.input_size == ref.input_size
     assert _cosine(ref.embeddings, emb.embeddings) >= 0.999
+    # the reported cosine is the one on the fixed reference image
+    fixed = quantize.reference_image()
+    want = _cosine(SamEncoder(src).encode(fixed).embeddings, SamEncoder(out).encode(fixed).embeddings)
+    assert built.cosines == {"image_embeddings": pytest.approx(want, abs=1e-9)} and built.cosine == built.cosines[
+        "image_embeddings"] and 0.999 <= built.cosine < 1.0
     assert np.linalg.norm(ref.embeddings - emb.embeddings) / np.linalg.norm(ref.embeddings) < 0.05
     pred = SamDecoder(models / "tiny.decoder.onnx").predict(emb, points=[[200, 150]], labels=[1])
     assert pred.masks.shape == (3, 300, 420)
@@ -79,7 +86,7 @@ def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
 
 @needs_onnx
 def test_a_decoder_is_refused_and_nothing_written(models):
-    with pytest.raises(ModelError, match=r"not a SAM encoder .* choose the encoder file"):
+    with pytest.raises(ModelError, match=r"decoder, not an encoder: choose the encoder file"):
         quantize.build_int8_encoder(models / "tiny.decoder.onnx", models / "x.int8.onnx")
     src = models / "tiny.encoder.preproc.onnx"
     with pytest.raises(ModelError, match="would overwrite its source"):
@@ -116,3 +123,21 @@ def test_setup_dialog_builds_and_selects_the_int8_encoder(qgis_app, qtbot, model
     assert blocker.args == [str(models / "tiny.encoder.preproc.int8.onnx"), str(models / "tiny.decoder.onnx")]
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=60000)
     assert "Will use: tiny.encoder.preproc.int8.onnx + tiny.decoder.onnx" in dlg.pair_label.text()
+
+
+@needs_onnx
+@pytest.mark.parametrize("family", [f for f in family_params() if f != "sam"])
+def test_int8_build_for_every_family_reports_its_cosine(family, tmp_path):
+    src = tmp_path / f"{family}.encoder.onnx"
+    shutil.copy(FAMILY_FILES[family]["encoder"][0], src)
+    built = quantize.build_int8_encoder(src)
+    assert built.path == tmp_path / f"{family}.encoder.int8.onnx" and b"MatMulInteger" in built.path.read_bytes()
+    int8 = SamEncoder(built.path)
+    assert int8.family.name == family
+    bundle = int8.encode(quantize.reference_image())
+    ref = SamEncoder(src).encode(quantize.reference_image())
+    assert set(built.cosines) == set(bundle.tensors)
+    for name, value in bundle.tensors.items():
+        assert built.cosines[name] == pytest.approx(_cosine(ref.tensors[name], value), abs=1e-9)
+    assert built.cosine == min(built.cosines.values()) and 0.99 <= built.cosine < 1.0
+    print(f"\n{family} int8 cosines: {built.cosines}")

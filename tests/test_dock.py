@@ -192,12 +192,13 @@ def test_visible_extent_scope_and_cancel(session, qtbot):
     s.canvas.setExtent(QgsRectangle(*raster_point(0, 1500), *raster_point(1800, 0)))  # pan out: it follows
     s.qtbot.waitUntil(lambda: estimate_counts(s)[0] > visible, timeout=5000)
     s.dock.ui.scope_combo.setCurrentIndex(0)
+    shown = []  # the panel when the cancel is taken: said at once, before the crop being encoded stops
+    s.controller.encoder.cancelling.connect(
+        lambda: shown.append((s.dock.ui.progress_label.text(), s.dock.ui.cancel_button.isEnabled())))
     with qtbot.waitSignal(s.controller.encoder.extent_done, timeout=120000) as blocker:
         s.dock.ui.encode_button.click()
         s.dock.ui.cancel_button.click()
-        # said at once, while the crop being encoded finishes
-        assert s.dock.ui.progress_label.text().startswith("Cancelling…")
-        assert not s.dock.ui.cancel_button.isEnabled()
+    assert shown == [("Cancelling… (the crop being encoded is stopped first)", False)]
     ok, message = blocker.args
     assert ok is False and message.startswith("Encoding cancelled")
     assert s.iface.messageBar().get_messages(Qgis.Warning)[-1].endswith(message)

@@ -31,6 +31,13 @@ OUTPUT_TIP = ("Polygon layer (GeoPackage) saved masks go to; empty: a new layer 
               "beside the project (or in the QGIS profile while the project is not saved)")
 
 
+def _form(box: QWidget) -> QFormLayout:
+    """A form whose labels go above their fields when the panel is narrow (rather than widening it)."""
+    form = QFormLayout(box)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    return form
+
+
 def _shrinkable(combo: QComboBox, chars: int = 12) -> None:
     """A combo box whose width does not follow its longest item (long layer names)."""
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -62,7 +69,7 @@ class DockLayout:
 
     def _source_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("1. Raster and model")
-        form = QFormLayout(box)
+        form = _form(box)
         self.layer_combo = QgsMapLayerComboBox()
         _shrinkable(self.layer_combo)
         self.layer_combo.setFilters(LAYER_FILTER_RASTER)
@@ -70,15 +77,14 @@ class DockLayout:
         self.layer_combo.setToolTip("Raster to segment")
         form.addRow("Raster", self.layer_combo)
         self.band_row = QWidget()
-        bands = QHBoxLayout(self.band_row)
+        bands = QFormLayout(self.band_row)
         bands.setContentsMargins(0, 0, 0, 0)
         self.band_combos: List[QComboBox] = []
         for name in ("R", "G", "B"):
             combo = QComboBox()
             _shrinkable(combo, 6)
             combo.setToolTip(f"Band shown to SAM as {name} (names and descriptions as stored in the file)")
-            bands.addWidget(QLabel(name))
-            bands.addWidget(combo, 1)
+            bands.addRow(name, combo)
             self.band_combos.append(combo)
         self.band_label = QLabel("Bands")
         form.addRow(self.band_label, self.band_row)
@@ -169,7 +175,7 @@ class DockLayout:
 
     def _refine_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("4. Refinement")
-        form = QFormLayout(box)
+        form = _form(box)
         self.simplify_spin = QgsDoubleSpinBox()
         self.simplify_spin.setRange(0.0, 50.0)
         self.simplify_spin.setSingleStep(0.5)
@@ -199,7 +205,7 @@ class DockLayout:
 
     def _output_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("5. Output")
-        form = QFormLayout(box)
+        form = _form(box)
         self.output_combo = QgsMapLayerComboBox()
         _shrinkable(self.output_combo)
         self.output_combo.setFilters(LAYER_FILTER_POLYGON)

@@ -364,8 +364,10 @@ def test_dock_is_never_narrower_than_its_content(loaded_plugin, qgis_iface, qtbo
         loaded_plugin.action.trigger()
         dock = loaded_plugin.dock
         dock.set_candidates([0.91, 0.52, 0.33])
+        qtbot.waitUntil(lambda: dock.isVisible() and window.centralWidget().width() > 0)
+        qtbot.wait(50)  # the window lays its docks out
         window.resizeDocks([dock], [250], Qt.Horizontal)  # squeezed, e.g. by another panel in the area
-        qtbot.wait(50)
+        qtbot.waitUntil(lambda: dock.width() < 800)
         scroll = dock.ui.root
         assert not scroll.horizontalScrollBar().isVisible()
         assert 250 < dock.width() < 800 and dock.width() >= scroll.widget().minimumSizeHint().width()

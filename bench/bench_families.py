@@ -7,6 +7,8 @@ Rows, per family (the families alternate in every round, so load from other proc
   decode   SamDecoder.predict of one click (continuous position, masks upscaled to 1024 x 1024 as the
            family's predictor does) over a raw session.run of the decoder (all outputs, the graph's
            own full-size masks where it has them).
+  cancel   from CancelToken.cancel() during an encode (0.3 s into it) to the encode raising: the
+           latency of a cancelled encoding task (RunOptions.terminate).
   first    the first click's mask on a new 20,000 px raster, in a fresh process: the raster already
            open and RasterSegmenter.prepare() done (what the GUI does when the raster is chosen), then
            click -> crop encoded (the encoder loads here) -> mask. "cold" adds opening the raster,
@@ -29,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -86,7 +89,7 @@ class Bench:
         self.raw_dec = ox.open_session(dec, "decoder")
         self.bundle = self.encoder.encode(self.img)
         self.raw_dec_feed = raw_decoder_feed(self.decoder.family.name, self.bundle)
-        self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec")}
+        self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec", "cancel")}
         self.rng = np.random.default_rng(0)
 
     def _time(self, key: str, fn) -> None:
@@ -102,8 +105,30 @@ class Bench:
             feed = raw_decoder_feed(self.decoder.family.name, self.bundle, (x, y))
             self._time("raw_dec", lambda feed=feed: self.raw_dec.run(None, feed))
 
+    def cancel(self) -> None:
+        from core.onnx_session import CancelToken, EncodeCancelledError
+
+        token, stopped = CancelToken(), []
+
+        def work() -> None:
+            try:
+                self.encoder.encode(self.img, token)
+            except EncodeCancelledError:
+                stopped.append(time.perf_counter())
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        while not token.running:
+            time.sleep(0.001)
+        time.sleep(0.3)
+        t = time.perf_counter()
+        token.cancel()
+        thread.join()
+        if stopped:  # else the encode ended before the cancel: nothing to time
+            self.times["cancel"].append(stopped[0] - t)
+
     def medians(self) -> Dict[str, float]:
-        return {k: statistics.median(v) for k, v in self.times.items()}
+        return {k: statistics.median(v) if v else float("nan") for k, v in self.times.items()}
 
 
 def raw_decoder_feed(family: str, bundle, point=(512.0, 512.0)) -> dict:
@@ -191,12 +216,14 @@ def main() -> None:
     for _ in range(a.rounds):
         for b, (label, enc, dec) in zip(benches, models):
             b.round(a.clicks)
+            b.cancel()
             firsts[label].append(first_mask(raster, enc, dec, work))
 
     print(f"\n{a.rounds} rounds, families alternating; medians. threads: onnxruntime default, "
           f"{os.cpu_count()} CPUs")
-    print("| model | encode plugin / raw | ratio | decode plugin / raw | ratio | first mask (cold) | its encode |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | encode plugin / raw | ratio | decode plugin / raw | ratio | cancel | first mask (cold) "
+          "| its encode |")
+    print("|---|---|---|---|---|---|---|---|")
     for b in benches:
         m = b.medians()
         f = firsts[b.label]
@@ -205,7 +232,7 @@ def main() -> None:
         enc_s = statistics.median(x["encode_s"] for x in f)
         print(f"| {b.label} | {m['enc']:.3f} / {m['raw_enc']:.3f} s | {m['enc'] / m['raw_enc']:.2f} | "
               f"{m['dec'] * 1e3:.1f} / {m['raw_dec'] * 1e3:.1f} ms | {m['dec'] / m['raw_dec']:.2f} | "
-              f"{first:.2f} s ({cold:.2f} s) | {enc_s:.2f} s |")
+              f"{m['cancel'] * 1e3:.0f} ms | {first:.2f} s ({cold:.2f} s) | {enc_s:.2f} s |")
 
 
 if __name__ == "__main__":

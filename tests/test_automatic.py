@@ -15,7 +15,7 @@ from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
 from core.families.base import PointRunner
 from core.sam_encoder import SamEncoder
-from core.transforms import postprocess_matrices, resized_shape
+from core.transforms import bicubic_matrix, postprocess_matrices, resized_shape
 from tools.plugin_package import plugin_module
 
 # --- Meta's building blocks ---
@@ -122,16 +122,23 @@ def _blob_logits(rng, n=3) -> np.ndarray:
     return np.array(out, np.float32)
 
 
+@pytest.mark.parametrize("kind", ["sam", "bicubic"])
 @pytest.mark.parametrize("frame", [(1024, 1024), (300, 420), (700, 1024)])
-def test_windowed_upscale_equals_postprocess_masks(frame):
-    """Exactly Sam.postprocess_masks' logits over the window, and only <= floor outside it."""
+def test_windowed_upscale_equals_postprocess_masks(frame, kind):
+    """Exactly the family's upscaled logits (Sam.postprocess_masks; EfficientSAM's bicubic, whose
+    negative lobes rule the window out) over the window, and only <= floor outside it."""
     rng = np.random.default_rng(sum(frame))
     h, w = frame
     for region in [(0, 0, w, h), (37, 11, w - 50, h - 7)]:
         crop = CropRegion((100, 200), frame, (region[0] + 100, region[1] + 200, region[2] + 100, region[3] + 200))
-        rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        if kind == "sam":
+            rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        else:
+            rows, cols = bicubic_matrix(256, h).astype(np.float32), bicubic_matrix(256, w).astype(np.float32)
         up = amg._Upscaler(crop, (rows, cols))
-        for low in _blob_logits(rng, 4):
+        ridge = np.full((256, 256), -30.0, np.float32)
+        ridge[100, 40:200] = -1.05  # just below the floor, between very negative logits: cubic rings above it
+        for low in [*_blob_logits(rng, 4), ridge]:
             full = (rows @ low @ cols.T)[region[1]:region[3], region[0]:region[2]]
             for floor in (0.0, -1.0):
                 found = up.logits(low, floor)

@@ -119,3 +119,14 @@ def test_mismatched_pair_names_both_files(tiny_paths, tmp_path):
     with pytest.raises(ValueError, match=rf"encoded by a SAM 2 / 2.1 encoder, but the decoder '.*{sam_dec.name}' "
                                          "is a SAM / MobileSAM model"):
         SamDecoder(sam_dec).predict(bundle, [[10, 10]], [1])
+
+
+@pytest.mark.parametrize(("h", "w"), [(1024, 1024), (300, 400), (1200, 800), (100, 90), (1, 1)])
+def test_banded_upscale_equals_the_dense_product(h, w):
+    from core.transforms import BandedUpscale, bicubic_matrix
+
+    low = np.random.default_rng(h * w).normal(0, 5, (3, 256, 256)).astype(np.float32)
+    rows, cols = bicubic_matrix(256, h), bicubic_matrix(256, w)
+    got = BandedUpscale(rows.astype(np.float32), cols.astype(np.float32))(low)
+    assert got.shape == (3, h, w)
+    np.testing.assert_allclose(got, rows @ low.astype(np.float64) @ cols.T, atol=2e-5)

@@ -22,12 +22,21 @@ FEATURES = {"sam2": {"image_embed": "image_embeddings", "high_res_feats_0": "hig
                      "high_res_feats_1": "high_res_feats_1"},
             "efficientsam": {"image_embeddings": "image_embeddings"}}
 REFINES = {"sam2": True, "efficientsam": False}  # EfficientSAM's decoder takes no mask input
-FIGURES: dict = {}  # worst figures per family, printed at the end (pytest -s)
+FIGURES: dict = {}  # worst figures per family, printed at the end of the module (pytest -s)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_figures(request):
+    yield
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for name, figures in FIGURES.items():
+            print(f"\n{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(figures.items())))
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -53,7 +62,8 @@ def test_features_match(family, size):
     key = f"{size[0]}x{size[1]}"
     assert bundle.family == name and bundle.original_size == size
     for graph_name, bundle_name in FEATURES[name].items():
-        c, y, x = (int(v) for v in golden[f"feature_steps/{graph_name}"])
+        steps = golden.get(f"feature_steps/{graph_name}", golden.get("emb_steps"))
+        c, y, x = (int(v) for v in steps)
         got = bundle.tensors[bundle_name][0, ::c, ::y, ::x]
         ref = golden[f"{key}/{graph_name}"]
         rel = float(np.abs(got - ref).max() / max(1.0, np.abs(ref).max()))
@@ -115,9 +125,3 @@ def test_continuous_positions(family, size, case):
         p["box"] = (np.asarray(p["box"], np.float64).reshape(2, 2) + shift).ravel()
     pred = decoder.predict(bundles[size], multimask=True, continuous=True, **p)
     _check(name, pred, golden, f"{h}x{w}/{case}/1", True, size)
-
-
-def test_zz_report_figures(capsys):
-    with capsys.disabled():
-        for name, figures in FIGURES.items():
-            print(f"\n{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(figures.items())))

@@ -269,6 +269,8 @@ def spy_decoder(seg):
 LANDING = {
     "sam": (lambda fed: fed + 0.5, "points, box, padding"),  # + 0.5 in the graph; padding only without a box
     "sam2": (lambda fed: fed + 0.5, "box, points"),  # the graph adds 0.5 and appends its padding point
+    # fed in a 256 px "original" (orig_im_size): the graph scales by 1024 / 256, adds 0.5, pads to 6 points
+    "efficientsam": (lambda fed: fed * 4 + 0.5, "box, points"),
 }
 
 
@@ -276,9 +278,9 @@ LANDING = {
 def test_a_click_lands_on_its_pixel_on_a_small_frame(make, family, tmp_path, w, h):
     """#13.2: a frame whose long side is not 1024 px. The decoder graphs add 0.5 in their 1024
     frame, so a click at a pixel's centre p must reach the graph so that it lands at p * s, the
-    centre of that pixel scaled (SAM: s = resized / original, about 1024 / long side; SAM 2.1: 1024 / W in x,
-    1024 / H in y). SAM's old flat -0.5 in frame pixels put it 0.5 * (s - 1) = 0.78 px off at
-    400x300. Boxes too."""
+    centre of that pixel scaled (SAM: s = resized / original, about 1024 / long side; SAM 2.1 and
+    EfficientSAM: 1024 / W in x, 1024 / H in y). SAM's old flat -0.5 in frame pixels put it
+    0.5 * (s - 1) = 0.78 px off at 400x300. Boxes too."""
     name, _ = family
     seg = make(raster(tmp_path / "small.tif", w, h), family=name)
     run(seg, MapPrompt(points=(to_map(w / 2 + 0.5, h / 2 + 0.5),), labels=(1,)))  # encodes the one crop
@@ -292,10 +294,12 @@ def test_a_click_lands_on_its_pixel_on_a_small_frame(make, family, tmp_path, w, 
     s = np.array([new_w / w, new_h / h]) if name == "sam" else np.array([1024 / w, 1024 / h])
     points, box = np.array([[123.5, 77.5], [10.5, 290.5]]) * s, np.array([[40, 180], [120, 260]]) * s
     land, order = LANDING[name]
-    fed = feeds[0]["point_coords"][0].astype(np.float64)
+    fed = feeds[0].get("point_coords", feeds[0].get("batched_point_coords"))
+    fed = fed.reshape(-1, 2).astype(np.float64)
     if order == "box, points":
         want, labels = np.concatenate([box, points]), [2, 3, 1, 0]
     else:
         want, labels = np.concatenate([points, box]), [1, 0, 2, 3]
     np.testing.assert_allclose(land(fed), want, atol=1e-3)
-    np.testing.assert_array_equal(feeds[0]["point_labels"][0], labels)
+    fed_labels = feeds[0].get("point_labels", feeds[0].get("batched_point_labels"))
+    np.testing.assert_array_equal(fed_labels.ravel(), labels)

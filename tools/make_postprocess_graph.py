@@ -4,9 +4,9 @@
 align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the
 resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
 SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
-the original size, threshold at 0; ``resize_masks_bicubic.onnx`` the same step bicubic, as
-``EfficientSam.predict_masks``, then ``>= 0`` as EfficientSAM's example. ONNX Runtime's Resize does this several times faster than
-numpy. Needs the ``onnx`` package (dev only):
+the original size, threshold at 0. ONNX Runtime's Resize does these several times faster than
+numpy (not so its cubic mode: EfficientSAM's bicubic step is ``transforms.BandedUpscale``).
+Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """
@@ -20,8 +20,6 @@ from onnx import TensorProto, helper
 
 GRAPHS = Path(__file__).resolve().parents[1] / "core" / "graphs"
 RESIZE = dict(mode="linear", coordinate_transformation_mode="half_pixel")  # = align_corners=False
-# = torch bicubic, align_corners=False (Keys a = -0.75, edge taps clamped)
-CUBIC = dict(mode="cubic", cubic_coeff_a=-0.75, coordinate_transformation_mode="half_pixel", exclude_outside=0)
 
 
 def _const(name: str, values: list) -> onnx.NodeProto:
@@ -29,10 +27,10 @@ def _const(name: str, values: list) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=tensor)
 
 
-def _threshold(src: str, op: str = "Greater") -> list:
+def _threshold(src: str) -> list:
     return [
         helper.make_node("Constant", [], ["zero_f"], value=helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])),
-        helper.make_node(op, [src, "zero_f"], ["masks"]),
+        helper.make_node("Greater", [src, "zero_f"], ["masks"]),
     ]
 
 
@@ -71,7 +69,7 @@ def build_sam() -> onnx.ModelProto:
     return _model(nodes, "sam_postprocess_masks", [_size_input("input_size"), _size_input("original_size")])
 
 
-def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.ModelProto:
+def build_resize(mode: dict, name: str) -> onnx.ModelProto:
     nodes = [
         _const("axis1", [1]), _const("zero", [0]), _const("two", [2]),
         helper.make_node("Unsqueeze", ["low_res_masks", "axis1"], ["x4"]),  # [K, 1, 256, 256]
@@ -80,15 +78,14 @@ def build_resize(mode: dict, name: str, threshold: str = "Greater") -> onnx.Mode
         helper.make_node("Concat", ["k1", "original_size"], ["size_orig"], axis=0),
         helper.make_node("Resize", ["x4", "", "", "size_orig"], ["logits4"], **mode),
         helper.make_node("Squeeze", ["logits4", "axis1"], ["logits"]),
-        *_threshold("logits", threshold),
+        *_threshold("logits"),
     ]
     return _model(nodes, name, [_size_input("original_size")])
 
 
 if __name__ == "__main__":
     GRAPHS.mkdir(exist_ok=True)
-    graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks"),
-              "resize_masks_bicubic.onnx": build_resize(CUBIC, "resize_masks_bicubic", "GreaterOrEqual")}
+    graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks")}
     for name, model in graphs.items():
         out = GRAPHS / name
         onnx.save(model, str(out))

@@ -13,9 +13,10 @@ from .core.mask_ops import RefineParams
 from .gui.params import EncodeRequest, OutputChoice, SourceChoice
 from .toolbelt.log import guarded
 from .toolbelt.metadata import plugin_name
-from .ui.dock_layout import CANDIDATES, DockLayout
+from .ui.dock_layout import CANDIDATES, OUTPUT_TIP, DockLayout
 
 OK_STYLE = "color: #1a7f37;"
+CANCELLING = "Cancelling… (the crop being encoded is stopped first)"
 MISSING_STYLE = "color: #b42318;"
 
 
@@ -26,7 +27,7 @@ class AISegmentationDock(QgsDockWidget):
         source_changed(SourceChoice), encode_requested(EncodeRequest), scope_changed(EncodeRequest),
         cancel_requested(), segment_toggled(bool), save_requested(), undo_requested(), clear_requested(),
         mask_chosen(int), refine_changed(RefineParams), output_changed(OutputChoice),
-        export_requested(), setup_requested().
+        export_requested(), setup_requested(), label_entered() (Enter in the Label field).
     """
 
     source_changed = pyqtSignal(object)
@@ -42,6 +43,7 @@ class AISegmentationDock(QgsDockWidget):
     output_changed = pyqtSignal(object)
     export_requested = pyqtSignal()
     setup_requested = pyqtSignal()
+    label_entered = pyqtSignal()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(plugin_name(), parent)
@@ -50,8 +52,8 @@ class AISegmentationDock(QgsDockWidget):
         self.setWidget(self.ui.root)
         u = self.ui
         u.layer_combo.layerChanged.connect(self._on_layer_changed)
-        for spin in u.band_spins:
-            spin.valueChanged.connect(self._emit_source)
+        for combo in u.band_combos:
+            combo.currentIndexChanged.connect(self._emit_source)
         u.setup_button.clicked.connect(self.setup_requested)
         u.scope_combo.currentIndexChanged.connect(lambda _i: self.scope_changed.emit(self.encode_request()))
         u.encode_button.clicked.connect(lambda: self.encode_requested.emit(self.encode_request()))
@@ -66,11 +68,14 @@ class AISegmentationDock(QgsDockWidget):
         u.largest_only_check.toggled.connect(self._emit_refine)
         u.output_combo.layerChanged.connect(lambda _l: self.output_changed.emit(self.output_choice()))
         u.export_button.clicked.connect(self.export_requested)
-        self._show_bands(0)
+        u.label_edit.returnPressed.connect(self.label_entered)
+        self._show_bands(None)
         self.set_encoding(False)
         self.set_candidates(())
         self.set_prompt_summary(0, 0, False)
         self.set_can_save(False)
+        self.set_can_clear(False)
+        self.set_segment_status("")
 
     # --- what the user chose ---
 
@@ -82,7 +87,7 @@ class AISegmentationDock(QgsDockWidget):
         layer = self.raster_layer()
         bands: Optional[Tuple[int, int, int]] = None
         if layer is not None and not self.ui.band_row.isHidden():
-            b = tuple(s.value() for s in self.ui.band_spins)
+            b = tuple(c.currentData() for c in self.ui.band_combos)
             bands = (b[0], b[1], b[2])
         return SourceChoice(layer.id() if layer else None, bands)
 
@@ -108,9 +113,12 @@ class AISegmentationDock(QgsDockWidget):
     def set_layer(self, layer: Optional[QgsMapLayer]) -> None:
         self.ui.layer_combo.setLayer(layer)
 
-    def set_output_layer(self, layer: Optional[QgsMapLayer]) -> None:
+    def set_output_layer(self, layer: Optional[QgsMapLayer], path: Optional[str] = None) -> None:
+        """Show the output layer (``path``: its GeoPackage, named in the tooltip)."""
         with QSignalBlocker(self.ui.output_combo):
             self.ui.output_combo.setLayer(layer)
+        where = f"\nSaved objects go to {path}" if layer is not None and path else ""
+        self.ui.output_combo.setToolTip(OUTPUT_TIP + where)
 
     def set_refine(self, refine: RefineParams) -> None:
         """Show ``refine`` (the settings' defaults) without emitting refine_changed."""
@@ -129,20 +137,23 @@ class AISegmentationDock(QgsDockWidget):
 
     @guarded
     def _on_layer_changed(self, _layer: object) -> None:
-        layer = self.raster_layer()
-        self._show_bands(layer.bandCount() if layer is not None else 0)
+        self._show_bands(self.raster_layer())
         self._emit_source()
 
-    def _show_bands(self, count: int) -> None:
-        """Band choice only matters with more than three bands (fewer are used as they are)."""
+    def _show_bands(self, layer: Optional[QgsRasterLayer]) -> None:
+        """Band choice only matters with more than three bands (fewer are used as they are); each
+        band is listed as QGIS names it, with the description stored in the file."""
+        count = layer.bandCount() if layer is not None else 0
         visible = count > 3
         self.ui.band_row.setVisible(visible)
         self.ui.band_label.setVisible(visible)
         if visible:
-            for i, spin in enumerate(self.ui.band_spins):
-                with QSignalBlocker(spin):
-                    spin.setMaximum(count)
-                    spin.setValue(i + 1)
+            for i, combo in enumerate(self.ui.band_combos):
+                with QSignalBlocker(combo):
+                    combo.clear()
+                    for band in range(1, count + 1):
+                        combo.addItem(layer.bandName(band), band)
+                    combo.setCurrentIndex(i)
 
     def _emit_source(self, *_args: object) -> None:
         self.source_changed.emit(self.source_choice())
@@ -165,6 +176,7 @@ class AISegmentationDock(QgsDockWidget):
         u = self.ui
         u.progress.setVisible(active)
         u.cancel_button.setVisible(active)
+        u.cancel_button.setEnabled(True)
         u.encode_button.setEnabled(not active)
         if fraction < 0:
             u.progress.setRange(0, 0)
@@ -174,6 +186,17 @@ class AISegmentationDock(QgsDockWidget):
             u.progress.setFormat(f"{fraction * 100:.0f} %")
         u.progress_label.setText(text)
         u.progress_label.setVisible(bool(text))
+
+    def set_cancelling(self) -> None:
+        """A cancel was asked: say so at once (the crop being encoded stops first)."""
+        self.ui.cancel_button.setEnabled(False)
+        self.ui.progress_label.setText(CANCELLING)
+        self.ui.progress_label.setVisible(True)
+
+    def set_segment_status(self, text: str) -> None:
+        """What the click runs now ("Refining…"), or why its refinement stopped; "" hides it."""
+        self.ui.status_label.setText(text)
+        self.ui.status_label.setVisible(bool(text))
 
     def set_segmenting(self, on: bool) -> None:
         with QSignalBlocker(self.ui.start_button):
@@ -187,7 +210,7 @@ class AISegmentationDock(QgsDockWidget):
         for i, button in enumerate(self.ui.candidate_buttons[:CANDIDATES]):
             button.setVisible(i < len(scores))
             if i < len(scores):
-                button.setText(f"Mask {i + 1} · {scores[i]:.2f}")
+                button.setText(f"{i + 1} · {scores[i]:.2f}")
                 button.setChecked(i == current)
 
     def set_prompt_summary(self, n_include: int, n_exclude: int, has_box: bool) -> None:
@@ -195,9 +218,11 @@ class AISegmentationDock(QgsDockWidget):
         if has_box:
             parts.append("box")
         self.ui.prompt_label.setText("Prompts: " + ", ".join(parts))
-        has_any = bool(n_include or n_exclude or has_box)
-        self.ui.undo_button.setEnabled(has_any)
-        self.ui.clear_button.setEnabled(has_any)
+        self.ui.undo_button.setEnabled(bool(n_include or n_exclude or has_box))
 
     def set_can_save(self, can: bool) -> None:
         self.ui.save_button.setEnabled(can)
+
+    def set_can_clear(self, can: bool) -> None:
+        """Clear (Esc) is offered while prompts or a preview (also a hover preview) are shown."""
+        self.ui.clear_button.setEnabled(can)

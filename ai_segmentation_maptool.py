@@ -6,12 +6,14 @@ units; the controller reprojects them to the raster CRS and segments.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, List, Optional
 
 from qgis.core import QgsPointXY
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QKeyEvent
+from qgis.PyQt.QtWidgets import QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit, QWidget
 
 from .core.qgis_compat import GEOMETRY_POLYGON
 from .gui.prompts import EXCLUDE, INCLUDE
@@ -19,8 +21,8 @@ from .gui.prompts import EXCLUDE, INCLUDE
 DRAG_THRESHOLD_PX = 6  # a press that moves less than this is a click, not a box
 HOVER_INTERVAL_MS = 150  # at most one hover preview per interval
 
-# (key, modifiers) -> command; Ctrl+Z and Tab are taken before QGIS's own shortcuts
-# and focus navigation while the tool is active.
+# (key, modifiers) -> command; while the tool is active they are taken before QGIS's own
+# shortcuts and Tab focus navigation, on the canvas and in the panel (not in its text fields).
 KEY_COMMANDS = {
     (Qt.Key.Key_S, Qt.KeyboardModifier.NoModifier): "save",
     (Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier): "undo",
@@ -32,6 +34,13 @@ KEY_COMMANDS = {
 
 _MODIFIERS = (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier
               | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier)
+
+
+def is_text_entry(widget: QObject) -> bool:
+    """True for widgets where the user types: their keys are never taken (only Esc leaves them)."""
+    if isinstance(widget, QComboBox):
+        return widget.isEditable()
+    return isinstance(widget, (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit))
 
 
 def key_command(event: QKeyEvent) -> Optional[str]:
@@ -51,6 +60,10 @@ class SegmentationMapTool(QgsMapTool):
         box_drawn(xmin, ymin, xmax, ymax): a left drag.
         hovered(x, y): the cursor rested there (only when ``hover_enabled``; throttled).
         command_key(name): "save", "undo", "clear", "next_mask" or "previous_mask".
+
+    ``key_widgets`` returns the widgets (besides the canvas) whose keys the tool takes while it is
+    active, with their children: the plugin's panel. In a text field only Esc is taken: it gives
+    the keyboard back to the map.
     """
 
     point_clicked = pyqtSignal(float, float, int)
@@ -62,6 +75,8 @@ class SegmentationMapTool(QgsMapTool):
         super().__init__(canvas)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.hover_enabled = False
+        self.key_widgets: Callable[[], List[QWidget]] = list
+        self._watched: List[QWidget] = []
         self._press: Optional[QPoint] = None
         self._press_map: Optional[QgsPointXY] = None
         self._band: Optional[QgsRubberBand] = None
@@ -127,20 +142,37 @@ class SegmentationMapTool(QgsMapTool):
     # --- keyboard ---
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
-        """Take the tool's keys from the canvas before shortcuts and Tab focus navigation do."""
-        if event.type() in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) and key_command(event):
+        """Take the tool's keys before shortcuts and Tab focus navigation do (text fields keep theirs)."""
+        if event.type() not in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
+            return False
+        if is_text_entry(watched):
+            if key_command(event) != "clear":
+                return False
             if event.type() == QEvent.Type.KeyPress:
-                self.command_key.emit(key_command(event))
+                self.canvas().setFocus()  # leave the field; Esc again clears
             event.accept()
             return True
-        return False
+        command = key_command(event)
+        if command is None:
+            return False
+        if event.type() == QEvent.Type.KeyPress:
+            self.command_key.emit(command)
+        event.accept()
+        return True
 
     def activate(self) -> None:
         super().activate()
-        self.canvas().installEventFilter(self)
+        self._watched = [self.canvas()]
+        for widget in self.key_widgets():
+            self._watched += [widget, *widget.findChildren(QWidget)]
+        for widget in self._watched:
+            widget.installEventFilter(self)
 
     def deactivate(self) -> None:
-        self.canvas().removeEventFilter(self)
+        for widget in self._watched:
+            if not sip.isdeleted(widget):
+                widget.removeEventFilter(self)
+        self._watched = []
         self._hover_timer.stop()
         self._end_drag()
         super().deactivate()

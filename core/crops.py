@@ -16,7 +16,9 @@ before lies between 1/8 and 9/8 of the stride (no near-duplicate crops, at
 least 160 px of overlap with the default stride). An axis shorter than a
 frame is one crop of the raster's size (SAM upsamples it, as SamPredictor
 does). An object larger than the overlap that still crosses a crop edge is
-handled by :meth:`CropGrid.recentre`.
+handled by :meth:`CropGrid.recentre`, or by one of the coarser *support crops* ("Encode
+Image" prepares them): at scales 2, 4, ... the frames overlap by half, so an object up to
+``(1024 / 2 - 2 * 64) * scale`` source pixels lies whole, with context, inside one of them.
 """
 
 from __future__ import annotations
@@ -102,10 +104,14 @@ class CropGrid:
         n = math.ceil(length / scale)
         return n if n <= self.size else None
 
-    def _origins(self, length: int, scale: int) -> List[int]:
+    def _step(self, scale: int, support: bool) -> int:
+        """Source pixels between neighbouring origins: the grid stride, or half a frame for support crops."""
+        return (self.size // 2 if support else self.stride) * scale
+
+    def _origins(self, length: int, scale: int, support: bool = False) -> List[int]:
         if self._axis_len(length, scale) is not None:
             return [0]
-        step, last = self.stride * scale, length - self.size * scale
+        step, last = self._step(scale, support), length - self.size * scale
         n = max(1, math.ceil(last / step - _LAST_STEP_SLACK)) + 1
         return [k * step for k in range(n - 1)] + [last]
 
@@ -124,13 +130,43 @@ class CropGrid:
                     if col < c1 and col + span > c0:
                         yield self._crop(col, row, scale)
 
-    def _best_origin(self, length: int, scale: int, lo: float, hi: float) -> Optional[int]:
-        """Grid origin whose crop holds ``[lo, hi]`` with the largest margin to an interior edge."""
-        span, best, best_margin = self.size * scale, None, -1.0
-        for o in self._origins(length, scale):
+    def support_crops(self, bounds: Optional[Bounds] = None) -> Iterator[CropSpec]:
+        """Support crops at scales 2, 4, ... :attr:`max_scale` overlapping ``bounds`` (default: all).
+
+        What a click needs beyond the scale-1 grid when its object is larger than the
+        grid's overlap: 3 more for the 12 grid crops of 3000 x 2000 px, about 0.7x the grid's
+        count on very large rasters, none when the raster is a single crop.
+        """
+        c0, r0, c1, r1 = bounds if bounds is not None else (0, 0, self.width, self.height)
+        scale = 2
+        while scale <= self.max_scale:
+            span = self.size * scale
+            for row in self._origins(self.height, scale, support=True):
+                if row < r1 and row + span > r0:
+                    for col in self._origins(self.width, scale, support=True):
+                        if col < c1 and col + span > c0:
+                            yield self._crop(col, row, scale)
+            scale *= 2
+
+    def holding(self, bounds: Bounds, scale: int) -> Optional[CropSpec]:
+        """The crop at ``scale`` of the grid (scale 1) or of the support crops (coarser) that holds
+        ``bounds`` with at least :data:`RECENTRE_CONTEXT` frame pixels to every interior edge
+        (the largest margin wins), or None."""
+        support, need = scale > 1, RECENTRE_CONTEXT * scale
+        c0, r0, c1, r1 = bounds
+        col = self._best_origin(self.width, scale, c0, c1, support, need)
+        row = self._best_origin(self.height, scale, r0, r1, support, need)
+        return None if col is None or row is None else self._crop(col, row, scale)
+
+    def _best_origin(self, length: int, scale: int, lo: float, hi: float, support: bool = False,
+                     min_margin: float = 0.0) -> Optional[int]:
+        """Origin whose crop holds ``[lo, hi]`` with the largest margin (at least ``min_margin``)
+        to an interior edge."""
+        span, best, best_margin = self.size * scale, None, -math.inf
+        for o in self._origins(length, scale, support):
             if o <= lo and hi <= o + span:
                 margin = min(lo - o if o > 0 else math.inf, o + span - hi if o + span < length else math.inf)
-                if margin > best_margin:
+                if margin >= min_margin and margin > best_margin:
                     best, best_margin = o, margin
         return best
 
@@ -194,18 +230,26 @@ def mask_bounds(mask: np.ndarray, crop: CropSpec) -> Bounds:
             crop.col0 + (cols[-1] + 1) * s, crop.row0 + (rows[-1] + 1) * s)
 
 
-def crops_in_extent(source, extent: Optional[Extent] = None, stride: int = DEFAULT_STRIDE) -> List[CropSpec]:
-    """Scale-1 grid crops covering ``extent`` (raster CRS map units; None = whole raster).
+def _extent_bounds(source, extent: Optional[Extent]) -> Optional[Bounds]:
+    """Source pixel bounds of ``extent`` clipped to the raster (None: no overlap)."""
+    if extent is None:
+        return 0.0, 0.0, float(source.width), float(source.height)
+    c0, r0, c1, r1 = extent_to_pixel_bounds(source.geotransform, extent)
+    c0, r0 = max(c0, 0.0), max(r0, 0.0)
+    c1, r1 = min(c1, float(source.width)), min(r1, float(source.height))
+    return None if c1 <= c0 or r1 <= r0 else (c0, r0, c1, r1)
+
+
+def crops_in_extent(source, extent: Optional[Extent] = None, stride: int = DEFAULT_STRIDE,
+                    support: bool = False) -> List[CropSpec]:
+    """Scale-1 grid crops covering ``extent`` (raster CRS map units; None = whole raster), or with
+    ``support`` the coarser support crops covering it (see :meth:`CropGrid.support_crops`).
 
     ``source`` needs ``width``, ``height`` and ``geotransform`` (a RasterSource).
     An extent that misses the raster gives an empty list.
     """
     grid = CropGrid(source.width, source.height, stride=stride)
-    if extent is None:
-        return list(grid.crops())
-    c0, r0, c1, r1 = extent_to_pixel_bounds(source.geotransform, extent)
-    c0, r0 = max(c0, 0.0), max(r0, 0.0)
-    c1, r1 = min(c1, float(source.width)), min(r1, float(source.height))
-    if c1 <= c0 or r1 <= r0:
+    bounds = _extent_bounds(source, extent)
+    if bounds is None:
         return []
-    return list(grid.crops((c0, r0, c1, r1)))
+    return list(grid.support_crops(bounds) if support else grid.crops(bounds))

@@ -194,12 +194,18 @@ def find_python(
 
     Inside QGIS ``sys.executable`` is often QGIS itself: ``...\\bin\\qgis-bin.exe``
     on Windows (Python in ``sys.exec_prefix``, e.g. ``apps\\Python39``),
-    ``QGIS.app/Contents/MacOS/QGIS`` on macOS (Python in ``MacOS/bin``).
+    ``QGIS.app/Contents/MacOS/QGIS`` on macOS (Python in ``MacOS/bin``). When it
+    names a Python, that one may be merely the first ``python3`` on PATH (an
+    embedded Python searches PATH for its own name): it is used only if it is a
+    program of this version installed under ``exec_prefix``.
     """
-    name = os.path.basename(executable).lower()
-    if re.fullmatch(r"python(\d+(\.\d+)?)?(\.exe)?", name) and os.path.isfile(executable):
-        return executable
     major, minor = version
+    name = os.path.basename(executable).lower()
+    if re.fullmatch(r"python(\d+(\.\d+)?)?(\.exe)?", name):
+        if _is_this_python(executable, exec_prefix, version):
+            return executable
+        # Python found itself on PATH (a pyenv shim, another install): only its own prefix counts.
+        executable = os.path.join(exec_prefix, "bin", "python")
     here = os.path.dirname(executable)
     if platform.startswith("win"):
         names = ["python.exe", f"python{major}.exe"]
@@ -210,9 +216,36 @@ def find_python(
     for folder in folders:
         for candidate in names:
             path = os.path.join(folder, candidate)
-            if os.path.isfile(path):
+            if os.path.isfile(path) and _is_this_python(path, None, version):
                 return path
     return None
+
+
+def _is_this_python(path: str, exec_prefix: Optional[str], version: Tuple[int, int]) -> bool:
+    """Whether ``path`` can be the running interpreter: a program, not a launcher script (a pyenv or
+    asdf shim runs whichever Python its configuration names), not another version, and (when
+    ``exec_prefix`` is given) installed under it, not merely the first ``python3`` on PATH."""
+    real = os.path.realpath(path)
+    if not os.path.isfile(real):
+        return False
+    try:
+        with open(real, "rb") as f:
+            if f.read(2) == b"#!":
+                return False
+    except OSError:
+        return False
+    numbered = re.fullmatch(r"python(\d+)\.(\d+)(\.exe)?", os.path.basename(real).lower())
+    if numbered and (int(numbered.group(1)), int(numbered.group(2))) != tuple(version):
+        return False
+    if exec_prefix is None:
+        return True
+    for prefix in {os.path.realpath(p) for p in (exec_prefix, getattr(sys, "base_exec_prefix", exec_prefix))}:
+        try:  # a venv's interpreter lives under its base prefix
+            if os.path.commonpath([real, prefix]) == prefix:
+                return True
+        except ValueError:  # another drive (Windows)
+            continue
+    return False
 
 
 def qgis_python() -> str:
@@ -345,7 +378,8 @@ def run_streaming(
     )
     stdout = cast(IO[str], proc.stdout)  # never None with stdout=PIPE
     lines_q: queue.Queue[Optional[str]] = queue.Queue()
-    threading.Thread(target=_pump, args=(stdout, lines_q), daemon=True).start()
+    pump = threading.Thread(target=_pump, args=(stdout, lines_q), daemon=True)
+    pump.start()
     lines: List[str] = []
     while True:
         try:
@@ -361,7 +395,10 @@ def run_streaming(
         if cancelled and cancelled():
             proc.terminate()
             proc.wait()
+            pump.join(timeout=2)  # let the reader see the pipe's end before it is closed
+            stdout.close()
             raise ProcessCancelledError(f"'{os.path.basename(cmd[0])}' was stopped")
+    stdout.close()  # an unclosed pipe is a ResourceWarning after every pip run
     return proc.wait(), lines
 
 

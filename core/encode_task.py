@@ -94,10 +94,11 @@ class EncodeExtentTask(_EncodeTask):
                 return
             start = time.perf_counter()
             self.segmenter.encode(crop, self.token)
+            if not self.isCanceled() or self.segmenter.is_encoded(crop):  # a crop finished as cancel came is kept
+                self.encoded, self.remaining = self.encoded + 1, self.remaining - 1
             if self.isCanceled():
                 return
             self._seconds.append(time.perf_counter() - start)
-            self.encoded, self.remaining = i + 1, len(todo) - i - 1
             recent = self._seconds[-5:]  # recent crops: the first one also pays for loading the model
             self.eta_seconds = self.remaining * sum(recent) / len(recent)
             self.setProgress(100.0 * (i + 1) / len(todo))

@@ -64,6 +64,9 @@ SCHEMA: Tuple[FieldSpec, ...] = (
     ("n_negative", ogr.OFTInteger),
     ("created", ogr.OFTDateTime),
 )
+# A raster without georeferencing is segmented in pixel coordinates: its objects are measured in pixels.
+PIXEL_SCHEMA: Tuple[FieldSpec, ...] = tuple(
+    ({"area_m2": "area_px", "perimeter_m": "perimeter_px"}.get(name, name), kind) for name, kind in SCHEMA)
 _FALLBACK_ELLIPSOID = "EPSG:7030"  # WGS 84, for a geographic CRS that names none
 
 
@@ -98,7 +101,8 @@ def measure(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem,
     Ellipsoidal in a geographic CRS (so EPSG:4326 never gives square degrees).
     Planar in a projected CRS, converted with the CRS's own linear unit (a US
     survey foot exactly; QGIS 3.22's unit table only knows the international
-    foot); a geometry without a CRS is taken to be in metres.
+    foot); a geometry without a CRS is measured planar in its own units (pixels for a raster
+    without georeferencing, metres otherwise).
     """
     da = QgsDistanceArea()
     da.setSourceCrs(crs, context or QgsProject.instance().transformContext())
@@ -135,20 +139,25 @@ class OutputStore:
         layer_name: layer holding the objects; created with :data:`SCHEMA` if missing.
         crs: CRS of new layers (the raster's). An existing layer keeps its own CRS
             (see :attr:`crs`) and objects given in another CRS are reprojected to it.
+        pixel_units: a new layer holds objects of a raster without georeferencing: it gets
+            :data:`PIXEL_SCHEMA` (``area_px``, ``perimeter_px``). An existing layer keeps its schema.
 
     Raises:
         StoreError: read-only folder, locked or corrupt file, full disk, or an existing
             layer of that name that lacks the schema's fields.
     """
 
-    def __init__(self, path: str, layer_name: str, crs: QgsCoordinateReferenceSystem) -> None:
+    def __init__(self, path: str, layer_name: str, crs: QgsCoordinateReferenceSystem,
+                 pixel_units: bool = False) -> None:
         self._path = fs.check_output_place(str(path), "GeoPackage", StoreWriteError)
         self._layer_name = layer_name
         self._crs = QgsCoordinateReferenceSystem(crs)
         self._layer: Optional[QgsVectorLayer] = None
+        self._schema = PIXEL_SCHEMA if pixel_units else SCHEMA
         if Path(self._path).exists() and layer_name in layer_names(self._path):
             wkt, fields = layer_info(self._path, layer_name)
-            missing = [name for name, _ in SCHEMA if name not in fields]
+            self._schema = PIXEL_SCHEMA if "area_px" in fields else SCHEMA
+            missing = [name for name, _ in self._schema if name not in fields]
             if missing:
                 raise StoreWriteError(
                     f"Layer '{layer_name}' of '{Path(self._path).name}' is not an output layer of this "
@@ -157,7 +166,7 @@ class OutputStore:
                 self._crs = QgsCoordinateReferenceSystem.fromWkt(wkt)
         else:
             wkt = _gdal_wkt(self._crs)
-            rewrite_atomically(self._path, lambda ds: write_layer(ds, layer_name, wkt, SCHEMA, [], False))
+            rewrite_atomically(self._path, lambda ds: write_layer(ds, layer_name, wkt, self._schema, [], False))
             LOG.info("Created output layer '%s' in %s", layer_name, self._path)
 
     @property
@@ -172,6 +181,11 @@ class OutputStore:
     def crs(self) -> QgsCoordinateReferenceSystem:
         """CRS of the stored geometries."""
         return QgsCoordinateReferenceSystem(self._crs)
+
+    @property
+    def pixel_units(self) -> bool:
+        """True when objects are measured in pixels (:data:`PIXEL_SCHEMA`), not metres."""
+        return self._schema is PIXEL_SCHEMA
 
     def append(self, geometry: QgsGeometry, attributes: ObjectAttributes,
                crs: Optional[QgsCoordinateReferenceSystem] = None) -> int:
@@ -194,15 +208,16 @@ class OutputStore:
             kind = QgsWkbTypes.displayString(geometry.wkbType())
             raise StoreWriteError(f"Only polygons can be saved, got {kind}.")
         geometry = _reprojected(geometry, crs or self._crs, self._crs)
-        area_m2, perimeter_m = measure(geometry, self._crs)
+        area, perimeter = measure(geometry, QgsCoordinateReferenceSystem() if self.pixel_units else self._crs)
+        named = {base: own for (base, _), (own, _) in zip(SCHEMA, self._schema)}  # area_m2 -> area_px ...
         values = {
-            "label": attributes.label, "score": attributes.score, "area_m2": area_m2,
-            "perimeter_m": perimeter_m, "source": attributes.source, "model": attributes.model,
+            "label": attributes.label, "score": attributes.score, named["area_m2"]: area,
+            named["perimeter_m"]: perimeter, "source": attributes.source, "model": attributes.model,
             "n_positive": int(attributes.n_positive), "n_negative": int(attributes.n_negative),
             "created": attributes.created or datetime.now(timezone.utc),
         }
         fid = append_feature(self._path, self._layer_name, bytes(geometry.asWkb()), values)
-        LOG.info("Saved object %d (%.1f m²) to %s", fid, area_m2, self._path)
+        LOG.info("Saved object %d (%.1f %s) to %s", fid, area, "px" if self.pixel_units else "m²", self._path)
         self._refresh_layer()
         return fid
 
@@ -258,7 +273,7 @@ class OutputStore:
                         for wkb, values in features]
         wkt = _gdal_wkt(target)
         rewrite_atomically(
-            path, lambda ds: write_layer(ds, layer_name, wkt, SCHEMA, features, overwrite), driver)
+            path, lambda ds: write_layer(ds, layer_name, wkt, self._schema, features, overwrite), driver)
         LOG.info("Exported %d objects to layer '%s' of %s", len(features), layer_name, path)
         if Path(path).resolve() == Path(self._path).resolve():
             self._refresh_layer()

@@ -3,9 +3,13 @@
 Flow: :meth:`RasterSegmenter.segment` picks the grid crop that holds the
 prompts with the largest margin, decodes on its cached embedding, and when the
 best mask touches a crop edge beyond which the raster continues, decodes
-again on a crop re-centred on the mask (coarser if the object is larger than
-a crop). Any crop it needs that is not cached raises :class:`NotEncodedError`
-naming it: encode it (in a QgsTask, see ``encode_task``) and call again.
+again on a crop that holds the mask whole (:meth:`RasterSegmenter.refinement`:
+re-centred on it, coarser if the object is larger than a crop, or an already
+encoded support crop). Any crop it needs that is not cached raises
+:class:`NotEncodedError` naming it: encode it (in a QgsTask, see
+``encode_task``) and call again. The GUI runs the same steps one at a time
+(:meth:`~RasterSegmenter.first_step`, :meth:`~RasterSegmenter.decode_step`,
+:meth:`~RasterSegmenter.refinement`) so that the first mask shows at once.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Collection, List, Optional, Tuple
 
 import numpy as np
 
@@ -31,7 +35,7 @@ from .raster_source import RasterSource
 from .sam_decoder import PromptError, SamDecoder
 from .sam_encoder import ImageEmbedding, SamEncoder
 
-MAX_RECENTRES = 3  # re-centred / coarser decodes after the first, per segment() call
+MAX_RECENTRES = 3  # re-centred / coarser decodes after the first, per prompt
 _LOG = logging.getLogger("ai_segmentation")
 
 
@@ -78,6 +82,19 @@ class Segmentation:
         return int(np.argmax(self.scores))
 
 
+@dataclass(frozen=True)
+class Step:
+    """One decode of a segmentation: the crop, and the logits of an earlier mask to refine.
+
+    Attributes:
+        crop: the crop to decode on.
+        mask_input: ``[1, 256, 256]`` float32 logits of the previous mask on the same crop, or None.
+    """
+
+    crop: CropSpec
+    mask_input: Optional[np.ndarray] = None
+
+
 class NotEncodedError(SegmentationError):
     """The crop needed for a prompt is not encoded yet; encode ``crop`` and call again."""
 
@@ -121,6 +138,11 @@ class EncodeEstimate:
 def format_bytes(n: int) -> str:
     """``"23 MB"``, ``"1.4 GB"`` (decimal units)."""
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def format_point(x: float, y: float) -> str:
+    """``"(512345.5, 5550090.25)"``: map coordinates in plain decimals (never ``5.55e+06``)."""
+    return "(" + ", ".join(f"{v:.6f}".rstrip("0").rstrip(".") for v in (x, y)) + ")"
 
 
 def format_duration(seconds: float) -> str:
@@ -211,7 +233,7 @@ class RasterSegmenter:
         outside = [i for i, (c, r) in enumerate(pts) if not (0 <= c < w and 0 <= r < h)]
         if outside:
             x, y = prompt.points[outside[0]]
-            raise OutsideRasterError(f"the point ({x:.6g}, {y:.6g}) is outside the raster "
+            raise OutsideRasterError(f"the point {format_point(x, y)} is outside the raster "
                                      f"'{self.source.name}'; click on the raster")
         box = None
         if prompt.box is not None:
@@ -235,9 +257,10 @@ class RasterSegmenter:
         """The grid crop holding all of the prompt with the largest margin (finest scale first)."""
         return self.grid.best_crop(self._all_pixels(*self._prompt_pixels(prompt)))
 
-    def crops_in_extent(self, extent: Optional[Extent] = None) -> List[CropSpec]:
-        """Grid crops covering ``extent`` (raster CRS; None = whole raster), for "Encode Image"."""
-        return crops_in_extent(self.source, extent, self.grid.stride)
+    def crops_in_extent(self, extent: Optional[Extent] = None, support: bool = False) -> List[CropSpec]:
+        """Grid crops covering ``extent`` (raster CRS; None = whole raster), for "Encode Image";
+        with ``support``, the coarser crops that clicks on large objects there also need."""
+        return crops_in_extent(self.source, extent, self.grid.stride, support)
 
     # --- encoding ---
 
@@ -307,9 +330,63 @@ class RasterSegmenter:
         return Segmentation(masks, pred.scores, pred.low_res_logits,
                             crop.geotransform(self.source.geotransform), self.source.crs_wkt, crop)
 
+    def first_step(self, prompt: MapPrompt, previous: Optional[Segmentation] = None) -> Step:
+        """Where ``prompt`` is decoded first: ``previous``'s crop (refining its best mask) when it
+        holds the prompt, else the grid crop holding it with the largest margin. Cheap (no I/O).
+
+        Raises:
+            OutsideRasterError, PromptError: no prompt, or one off the raster.
+        """
+        pixels = self._all_pixels(*self._prompt_pixels(prompt))
+        if previous is not None and self._holds(previous.crop, pixels):
+            return Step(previous.crop, previous.low_res_logits[previous.best][None])
+        return Step(self.grid.best_crop(pixels))
+
+    def decode_step(self, step: Step, prompt: MapPrompt, multimask: bool = True) -> Segmentation:
+        """Decode ``prompt`` on ``step``'s crop from its cached embedding (thread-safe).
+
+        Raises:
+            NotEncodedError: the crop is not cached.
+        """
+        pts, box = self._prompt_pixels(prompt)
+        return self._decode(step.crop, pts, prompt.labels, box, step.mask_input, multimask)
+
+    def refinement(self, seg: Segmentation, prompt: MapPrompt, index: Optional[int] = None,
+                   seen: Collection[CropSpec] = (), allow_encode: bool = True) -> Optional[Step]:
+        """The next crop to decode on when mask ``index`` (default the best) is cut by an edge of
+        its crop beyond which the raster continues; None when it is whole or no crop helps.
+
+        Cached crops win: the re-centred crop, then a grid or support crop holding the object
+        at the same scale or up to 4x coarser (so after "Encode Image" no click encodes). Else
+        the re-centred crop, which needs an encode (only if ``allow_encode``), else any coarser
+        cached support crop. Crops in ``seen`` are never proposed again.
+        """
+        mask = seg.masks[seg.best if index is None else index]
+        if not touches_interior_edge(mask, self.grid.interior_edges(seg.crop)):
+            return None
+        pixels = self._all_pixels(*self._prompt_pixels(prompt))
+        c0, r0, c1, r1 = mask_bounds(mask, seg.crop)
+        lo, hi = pixels.min(axis=0), pixels.max(axis=0)
+        bounds = (min(c0, math.floor(lo[0])), min(r0, math.floor(lo[1])),
+                  max(c1, math.ceil(hi[0])), max(r1, math.ceil(hi[1])))
+        target = self.grid.recentre(bounds)
+        scales = [target.scale << k for k in range(16) if target.scale << k <= self.grid.max_scale]
+
+        def fresh(crops: List[Optional[CropSpec]]) -> List[CropSpec]:
+            return [c for c in crops if c is not None and c not in seen]
+
+        near = fresh([target] + [self.grid.holding(bounds, s) for s in scales[:3]])
+        cached = next((c for c in near if self.is_encoded(c)), None)
+        if cached is not None:
+            return Step(cached)
+        if allow_encode and target in near:
+            return Step(target)
+        coarse = fresh([self.grid.holding(bounds, s) for s in scales[3:]])
+        return next((Step(c) for c in coarse if self.is_encoded(c)), None)
+
     def segment(self, prompt: MapPrompt, previous: Optional[Segmentation] = None,
                 multimask: bool = True) -> Segmentation:
-        """Masks for ``prompt`` from cached embeddings only.
+        """Masks for ``prompt`` from cached embeddings only (the steps above, run to the end).
 
         Args:
             prompt: points/box in the raster CRS.
@@ -320,26 +397,14 @@ class RasterSegmenter:
             NotEncodedError: a needed crop (first, re-centred or coarser) is not cached.
             OutsideRasterError: a point, or the whole box, is off the raster.
         """
-        pts, box = self._prompt_pixels(prompt)
-        pixels = self._all_pixels(pts, box)
-        mask_input = None
-        if previous is not None and self._holds(previous.crop, pixels):
-            crop = previous.crop
-            mask_input = previous.low_res_logits[previous.best][None]
-        else:
-            crop = self.grid.best_crop(pixels)
-        seen, attempt = {crop}, 0
-        while True:
-            seg = self._decode(crop, pts, prompt.labels, box, mask_input, multimask)
-            best = seg.masks[seg.best]
-            if attempt == MAX_RECENTRES or not touches_interior_edge(best, self.grid.interior_edges(crop)):
+        step = self.first_step(prompt, previous)
+        seen = {step.crop}
+        seg = self.decode_step(step, prompt, multimask)
+        for _ in range(MAX_RECENTRES):
+            step = self.refinement(seg, prompt, seen=seen)
+            if step is None:
                 return seg
-            c0, r0, c1, r1 = mask_bounds(best, crop)
-            lo, hi = pixels.min(axis=0), pixels.max(axis=0)
-            nxt = self.grid.recentre((min(c0, math.floor(lo[0])), min(r0, math.floor(lo[1])),
-                                      max(c1, math.ceil(hi[0])), max(r1, math.ceil(hi[1]))))
-            if nxt in seen:
-                return seg
-            _LOG.debug("Mask touches the edge of crop %s; decoding on %s", crop.as_dict(), nxt.as_dict())
-            seen.add(nxt)
-            crop, mask_input, attempt = nxt, None, attempt + 1
+            _LOG.debug("Mask touches the edge of crop %s; decoding on %s", seg.crop.as_dict(), step.crop.as_dict())
+            seen.add(step.crop)
+            seg = self.decode_step(step, prompt, multimask)
+        return seg

@@ -32,6 +32,7 @@ INCLUDE_COLOR = QColor(30, 200, 60)
 EXCLUDE_COLOR = QColor(230, 40, 40)
 BOX_COLOR = QColor(255, 170, 0)
 MASK_COLOR = QColor(0, 150, 255)
+REFINING_COLOR = QColor(255, 176, 0)  # amber: a mask that is still being refined
 MASK_ALPHA = 110  # of 255: the raster stays readable under the preview
 GRID = 4  # the preview image is warped in GRID x GRID patches, each by its own projective map
 
@@ -132,10 +133,12 @@ class MaskOverlay(QgsMapCanvasItem):
         canvas.destinationCrsChanged.connect(self._reproject)
 
     def set_mask(
-        self, mask: np.ndarray, geotransform: Sequence[float], crs: QgsCoordinateReferenceSystem
+        self, mask: np.ndarray, geotransform: Sequence[float], crs: QgsCoordinateReferenceSystem,
+        image: Optional[QImage] = None,
     ) -> None:
-        """Show ``mask`` (``[H, W]`` bool on the grid of ``geotransform``, in ``crs``)."""
-        self._image = mask_image(mask)
+        """Show ``mask`` (``[H, W]`` bool on the grid of ``geotransform``, in ``crs``), drawn as
+        ``image`` when given (its :func:`mask_image`, made beforehand in a worker thread)."""
+        self._image = image if image is not None else mask_image(mask)
         self._source = (tuple(geotransform), QgsCoordinateReferenceSystem(crs), mask.shape)
         self._reproject()
         self.show()

@@ -1,43 +1,45 @@
-"""The segmentation session: dock requests and map tool prompts -> segmenter, preview, saved objects.
+"""The segmentation controller: dock requests and map tool input -> segmenter, prompt session, output.
 
-Everything here runs in the GUI thread and stays short: decoding a click takes
-tens of milliseconds; the encoder only runs in QgsTasks (:mod:`.encoding`).
+Everything here runs in the GUI thread and stays short: decoding runs in a
+worker thread (:mod:`.segment_flow`), the encoder only in QgsTasks
+(:mod:`.encoding`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
-from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsTask
-from qgis.PyQt.QtCore import QObject
+from qgis.core import QgsApplication, QgsCoordinateReferenceSystem, QgsMapLayer, QgsProject, QgsRasterLayer, QgsTask
+from qgis.PyQt.QtCore import QObject, QTimer
 
 from ..ai_segmentation_dockwidget import AISegmentationDock
 from ..ai_segmentation_maptool import SegmentationMapTool
+from ..core import dependency_manager as deps
 from ..core.cache_location import open_cache
 from ..core.embedding_cache import EmbeddingCache
 from ..core.errors import ModelError, SegmentationError
 from ..core.output_store import ObjectAttributes
 from ..core.polygon_exporter import mask_to_polygons
-from ..core.qgis_raster import extent_to_raster_crs, points_to_raster_crs, source_from_layer
-from ..core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
+from ..core.qgis_raster import extent_to_raster_crs, source_from_layer
+from ..core.segmenter import RasterSegmenter
 from ..toolbelt import log
 from ..toolbelt.log import guarded
 from ..toolbelt.models import ModelFiles, find_models
 from ..toolbelt.settings import Settings
-from .canvas_items import MaskOverlay, PromptMarkers
 from .encoding import EncodeManager
 from .output import OutputManager
 from .params import SCOPE_VISIBLE, EncodeRequest
-from .prompts import INCLUDE, PromptHistory
-from .results import Result, to_map_prompt
+from .session import PromptSession
+from .text import plural
 
 MODELS_HELP = "models/README.md"
+ESTIMATE_DELAY_MS = 300  # the estimate follows pans and finished tasks, at most this often
 
 
 class SegmentationController(QObject):
-    """Owns the prompts, the segmenter of the chosen raster, the canvas items and the tasks."""
+    """Owns the segmenter of the chosen raster, the prompt session, the tasks and the output."""
 
     def __init__(self, iface: Any, dock: AISegmentationDock, settings: Settings,
                  open_setup: Optional[Callable[[], None]] = None) -> None:
@@ -46,45 +48,54 @@ class SegmentationController(QObject):
         self.settings = settings
         self._open_setup = open_setup
         self.tool = SegmentationMapTool(self.canvas)
-        self.markers = PromptMarkers(self.canvas)
-        self.overlay = MaskOverlay(self.canvas)
-        self.history = PromptHistory()
+        self.tool.key_widgets = lambda: [self.dock]
         self.encoder = EncodeManager(self)
+        self.session = PromptSession(self.canvas, dock, self.encoder, self.segmenter, self._raster_crs, self)
         self.output = OutputManager()
         self.models: ModelFiles = find_models(settings.models_dir, settings.encoder_path, settings.decoder_path)
+        self._runtime_missing: List[str] = []
         self._cache = EmbeddingCache(settings.cache_dir or None, settings.cache_max_bytes)
         self._segmenter: Optional[RasterSegmenter] = None
         self._segmenter_key: Optional[tuple] = None
         self._prepare: Optional[QgsTask] = None  # referenced while it runs
         self._prepared: Optional[RasterSegmenter] = None  # segmenter whose encoder hash is known
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self._update_estimate)
         self._closed = False
         self._connect()
         self.apply_settings(settings)
 
     def _connect(self) -> None:
-        d, t = self.dock, self.tool
+        d, t, s = self.dock, self.tool, self.session
         d.source_changed.connect(self.on_source_changed)
         d.encode_requested.connect(self.on_encode_requested)
         d.scope_changed.connect(self.on_scope_changed)
         d.cancel_requested.connect(self.encoder.cancel)
         d.segment_toggled.connect(self.on_segment_toggled)
         d.save_requested.connect(self.save)
-        d.undo_requested.connect(self.undo)
-        d.clear_requested.connect(self.clear)
-        d.mask_chosen.connect(self.choose_mask)
+        d.label_entered.connect(self.save_from_label)
+        d.undo_requested.connect(s.undo)
+        d.clear_requested.connect(s.clear)
+        d.mask_chosen.connect(s.choose_mask)
         d.output_changed.connect(self.on_output_changed)
         d.export_requested.connect(self.on_export_requested)
         d.setup_requested.connect(self.on_setup_requested)
-        t.point_clicked.connect(self.add_point)
-        t.box_drawn.connect(self.set_box)
-        t.hovered.connect(self.on_hover)
+        t.point_clicked.connect(s.add_point)
+        t.box_drawn.connect(s.set_box)
+        t.hovered.connect(s.on_hover)
         t.command_key.connect(self.on_command)
-        t.deactivated.connect(lambda: self.dock.set_segmenting(False))
-        self.encoder.progress.connect(lambda f, text: self.dock.set_encoding(True, f, text))
+        t.deactivated.connect(self.on_tool_deactivated)
+        self.encoder.progress.connect(self.on_encode_progress)
+        self.encoder.cancelling.connect(self.dock.set_cancelling)
         self.encoder.idle.connect(lambda: self.dock.set_encoding(False))
-        self.encoder.crop_done.connect(self.on_crop_encoded)
+        self.encoder.crop_done.connect(lambda *_: self._estimate_soon())
         self.encoder.extent_done.connect(self.on_extent_encoded)
-        self.canvas.destinationCrsChanged.connect(self._show_prompts)
+        # Processing ("Encode") and other tasks fill the cache too: the estimate follows them.
+        QgsApplication.taskManager().statusChanged.connect(self._on_task_status)
+        self.canvas.extentsChanged.connect(self._on_extent_changed)
+        QgsProject.instance().layersAdded.connect(self._on_layers_added)
 
     # --- settings, models, raster ---
 
@@ -94,17 +105,23 @@ class SegmentationController(QObject):
         self._cache, warning = open_cache(settings.cache_dir, settings.cache_max_bytes)
         if warning:
             log.warning(warning)
-        self.tool.hover_enabled = settings.hover_preview
+        self.tool.hover_enabled = self.session.hover_enabled = settings.hover_preview
         self.dock.set_refine(settings.refine)
         self.refresh_models()
 
     def refresh_models(self) -> None:
-        """Look for the model files again (after setup, or a new models folder)."""
+        """Look for the model files and onnxruntime again (after setup, or a new models folder)."""
         models = find_models(self.settings.models_dir, self.settings.encoder_path, self.settings.decoder_path)
         if models != self.models:
             self._segmenter, self._segmenter_key = None, None
         self.models = models
-        self.dock.set_model_status(models.complete, models.describe())
+        self._runtime_missing = [r.name for r in deps.missing(deps.detect())]
+        text = models.describe()
+        if self._runtime_missing:
+            text += (f". {' and '.join(self._runtime_missing)} "
+                     f"{'is' if len(self._runtime_missing) == 1 else 'are'} not installed: click "
+                     "'Set up models…' to install it")
+        self.dock.set_model_status(models.complete and not self._runtime_missing, text)
         self._update_estimate()
 
     def segmenter(self) -> RasterSegmenter:
@@ -115,10 +132,13 @@ class SegmentationController(QObject):
         if not self.models.complete:
             raise ModelError(f"SAM models are missing: {self.models.describe()}. Click 'Set up models…' "
                              f"in the AI Segmentation panel, or see {MODELS_HELP}")
+        if self._runtime_missing:
+            raise ModelError(f"{', '.join(self._runtime_missing)} is not installed: click 'Set up models…' in "
+                             "the AI Segmentation panel to install it")
         choice = self.dock.source_choice()
         key = (layer.id(), layer.source(), layer.crs().toWkt(), choice.bands, self.models,
                self._cache.directory, self.settings.threads)
-        if key != self._segmenter_key:
+        if key != self._segmenter_key or self._segmenter is None:
             source = source_from_layer(layer, choice.bands)
             self._segmenter = RasterSegmenter(source, self.models.encoder, self.models.decoder,
                                               self._cache, self.settings.encoder_threads)
@@ -149,15 +169,21 @@ class SegmentationController(QObject):
         self._prepare = QgsTask.fromFunction("AI Segmentation: reading the encoder", work, on_finished=done)
         QgsApplication.taskManager().addTask(self._prepare)
 
-    @property
-    def raster_crs(self) -> QgsCoordinateReferenceSystem:
+    def _raster_crs(self) -> QgsCoordinateReferenceSystem:
         layer = self.dock.raster_layer()
         return layer.crs() if layer is not None else QgsCoordinateReferenceSystem()
+
+    def _on_layers_added(self, layers: List[QgsMapLayer]) -> None:
+        """A raster added while none is chosen becomes the one to segment."""
+        if self.dock.raster_layer() is None:
+            raster = next((lyr for lyr in layers if isinstance(lyr, QgsRasterLayer) and lyr.isValid()), None)
+            if raster is not None:
+                self.dock.set_layer(raster)
 
     @guarded
     def on_source_changed(self, _choice: object) -> None:
         """A new raster or band choice: start a new session and read the raster's description."""
-        self.clear()
+        self.session.clear()
         self._segmenter, self._segmenter_key = None, None
         if self.dock.raster_layer() is None or not self.models.complete:
             self._update_estimate()
@@ -169,19 +195,36 @@ class SegmentationController(QObject):
             return
         self._update_estimate()
 
+    # --- encoding ---
+
     @guarded
     def on_scope_changed(self, _request: object) -> None:
         self._update_estimate()
 
-    def _crops(self, segmenter: RasterSegmenter, request: EncodeRequest) -> list:
-        if request.scope != SCOPE_VISIBLE:
-            return segmenter.crops_in_extent(None)
-        e = self.canvas.extent()
-        extent = extent_to_raster_crs((e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()),
-                                      self.canvas.mapSettings().destinationCrs(), segmenter.source)
-        return segmenter.crops_in_extent(extent)
+    def _on_extent_changed(self) -> None:
+        if self.dock.encode_request().scope == SCOPE_VISIBLE:
+            self._estimate_soon()
+
+    def _on_task_status(self, *_args: object) -> None:
+        self._estimate_soon()
+
+    def _estimate_soon(self) -> None:
+        """Update the estimate within ESTIMATE_DELAY_MS (a few file checks; not on every event)."""
+        if not self._estimate_timer.isActive():
+            self._estimate_timer.start()
+
+    def _crops(self, segmenter: RasterSegmenter, request: EncodeRequest) -> tuple:
+        """``(grid crops, support crops)`` of the request's scope (see :meth:`RasterSegmenter.crops_in_extent`)."""
+        extent = None
+        if request.scope == SCOPE_VISIBLE:
+            e = self.canvas.extent()
+            extent = extent_to_raster_crs((e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()),
+                                          self.canvas.mapSettings().destinationCrs(), segmenter.source)
+        return segmenter.crops_in_extent(extent), segmenter.crops_in_extent(extent, support=True)
 
     def _update_estimate(self) -> None:
+        if self._closed:
+            return
         layer = self.dock.raster_layer()
         if layer is None or not self.models.complete:
             self.dock.set_estimate("")
@@ -191,35 +234,35 @@ class SegmentationController(QObject):
             self.dock.set_estimate("Encoding is optional: clicking encodes the area under the click.")
             return
         try:
-            crops = self._crops(segmenter, self.dock.encode_request())
-            self.dock.set_estimate(segmenter.estimate(crops).text)
+            grid, support = self._crops(segmenter, self.dock.encode_request())
+            text = segmenter.estimate(grid + support).text
+            if support:
+                text += (f"; {plural(len(support), 'coarser crop')} of them serve objects larger than a "
+                         "crop's overlap, so that clicks here encode nothing more")
+            self.dock.set_estimate(text)
         except SegmentationError as exc:
             self.dock.set_estimate(str(exc))
-
-    # --- encoding ---
 
     @guarded
     def on_encode_requested(self, request: EncodeRequest) -> None:
         segmenter = self.segmenter()
-        crops = self._crops(segmenter, request)
-        if not crops:
+        grid, support = self._crops(segmenter, request)
+        if not grid:
             raise SegmentationError("the visible extent does not overlap the raster: pan to it, or encode "
                                     "the whole raster")
-        self.encoder.encode_extent(segmenter, crops)
+        self.encoder.encode_extent(segmenter, grid + support)
 
-    @guarded
-    def on_crop_encoded(self, ok: bool, error: str) -> None:
-        if ok:
-            self._segment_current()
-        elif error:
-            log.warning(error)
+    def on_encode_progress(self, fraction: float, text: str) -> None:
+        self.dock.set_encoding(True, fraction, text)
+        if self.encoder.extent_busy:
+            self._update_estimate()  # "n of N crops to encode" counts down as crops are cached
 
     @guarded
     def on_extent_encoded(self, ok: bool, message: str) -> None:
         (log.success if ok else log.warning)(message)
         self._update_estimate()
 
-    # --- prompts ---
+    # --- the map tool ---
 
     @guarded
     def on_segment_toggled(self, on: bool) -> None:
@@ -237,114 +280,32 @@ class SegmentationController(QObject):
         self.canvas.setFocus()
         self.dock.set_segmenting(True)
 
-    def _canvas_to_raster(self, points: list) -> tuple:
-        segmenter = self.segmenter()
-        return segmenter, points_to_raster_crs(points, self.canvas.mapSettings().destinationCrs(),
-                                               segmenter.source)
-
-    @guarded
-    def add_point(self, x: float, y: float, label: int) -> None:
-        """A click at ``(x, y)`` in the canvas CRS: 1 include, 0 exclude."""
-        segmenter, ((rx, ry),) = self._canvas_to_raster([(x, y)])
-        segmenter.crop_for(MapPrompt(points=((rx, ry),), labels=(INCLUDE,)))  # raises when outside
-        self.history.add_point(rx, ry, label)
-        self._prompts_changed()
-
-    @guarded
-    def set_box(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
-        segmenter = self.segmenter()
-        box = extent_to_raster_crs((xmin, ymin, xmax, ymax), self.canvas.mapSettings().destinationCrs(),
-                                   segmenter.source)
-        segmenter.crop_for(MapPrompt(box=box))  # raises when the box misses the raster
-        self.history.set_box(box)
-        self._prompts_changed()
-
-    @guarded
-    def undo(self) -> None:
-        if self.history.undo():
-            self._prompts_changed()
-
-    @guarded
-    def clear(self) -> None:
-        self.history.clear()
-        self._prompts_changed()
-
-    def _prompts_changed(self) -> None:
-        self._show_prompts()
-        self._segment_current()
-
-    def _show_prompts(self) -> None:
-        current = self.history.current
-        self.markers.show(current, self.raster_crs)
-        self.dock.set_prompt_summary(*current.counts, current.box is not None)
-
-    def _segment_current(self) -> None:
-        """Show the current prompts' mask, decoding it if needed (or encoding its crop first)."""
-        prompts = self.history.current
-        if prompts.is_empty or self.history.result is not None:
-            self._show(self.history.result)
-            return
-        segmenter = self.segmenter()
-        previous = self.history.previous_result
-        try:
-            seg = segmenter.segment(to_map_prompt(prompts), previous.chosen_only() if previous else None,
-                                    multimask=prompts.wants_candidates)
-        except NotEncodedError as exc:
-            self.encoder.encode_crop(segmenter, exc.crop)
-            return  # on_crop_encoded comes back here
-        self.history.result = Result(seg, seg.best)
-        self._show(self.history.result)
-
-    def _show(self, result: Optional[Result]) -> None:
-        if result is None:
-            self.overlay.clear()
-            self.dock.set_candidates(())
-        else:
-            self.overlay.set_mask(result.mask, result.seg.geotransform, self.raster_crs)
-            self.dock.set_candidates([float(s) for s in result.seg.scores], result.index)
-        self.dock.set_can_save(result is not None)
-
-    @guarded
-    def choose_mask(self, index: int) -> None:
-        result = self.history.result
-        if result is not None and 0 <= index < len(result.seg.scores):
-            result.index = index
-            self._show(result)
+    def on_tool_deactivated(self) -> None:
+        """Another map tool took over: prompts and previews go (shortcuts no longer reach them)."""
+        self.session.end()
+        self.dock.set_segmenting(False)
 
     @guarded
     def on_command(self, command: str) -> None:
-        result = self.history.result
-        if command in ("next_mask", "previous_mask") and result is not None:
-            step = 1 if command == "next_mask" else -1
-            self.choose_mask((result.index + step) % len(result.seg.scores))
+        if command == "next_mask":
+            self.session.step_mask(1)
+        elif command == "previous_mask":
+            self.session.step_mask(-1)
         elif command == "save":
             self.save()
         elif command == "undo":
-            self.undo()
+            self.session.undo()
         elif command == "clear":
-            self.clear()
-
-    @guarded
-    def on_hover(self, x: float, y: float) -> None:
-        """Preview the mask the cursor position would add, from cached crops only."""
-        if not self.settings.hover_preview or self.encoder.busy or self._segmenter is None:
-            return
-        try:
-            segmenter, ((rx, ry),) = self._canvas_to_raster([(x, y)])
-            prompts = self.history.current.with_point(rx, ry, INCLUDE)
-            seg = segmenter.segment(to_map_prompt(prompts), multimask=prompts.wants_candidates)
-        except SegmentationError:
-            self._show(self.history.result)  # off the raster or not encoded: no hover preview
-            return
-        self.overlay.set_mask(seg.masks[seg.best], seg.geotransform, self.raster_crs)
+            self.session.clear()
 
     # --- saving and export ---
 
     @guarded
     def save(self) -> None:
-        result = self.history.result
+        session = self.session
+        result = session.history.result
         if result is None:
-            busy = " (wait for the encoding to finish)" if self.encoder.busy else ""
+            busy = " (wait for the mask to show)" if session.flow.busy or self.encoder.busy else ""
             raise SegmentationError(f"nothing to save yet: click on an object first{busy}")
         layer = self.dock.raster_layer()
         if layer is None:
@@ -352,16 +313,24 @@ class SegmentationController(QObject):
         seg = result.seg
         params = self.dock.refine_params().scaled(seg.crop.scale)
         polygons = mask_to_polygons(result.mask, seg.geotransform, seg.crs_wkt, params)
-        n_pos, n_neg = self.history.current.counts
+        n_pos, n_neg = session.history.current.counts
         attributes = ObjectAttributes(
             label=self.dock.object_label(), score=float(seg.scores[result.index]), source=layer.name(),
             model=os.path.basename(self.models.encoder or ""), n_positive=n_pos, n_negative=n_neg,
         )
-        fid = self.output.save(polygons.wkb, layer.crs(), attributes, f"{layer.name()}_objects")
-        out = self.output.layer
-        self.dock.set_output_layer(out)
-        log.success(f"Saved object {fid} to '{out.name() if out else 'output layer'}'")
-        self.clear()
+        georeferenced = self._segmenter is None or self._segmenter.source.georeferenced
+        saved = self.output.save(polygons.wkb, layer.crs(), attributes, f"{layer.name()}_objects",
+                                 pixel_units=not georeferenced)
+        self.dock.set_output_layer(self.output.layer, saved.path)
+        log.success(saved.message)
+        session.clear()
+
+    @guarded
+    def save_from_label(self) -> None:
+        """Enter in the Label field: save, and give the keyboard back to the map."""
+        self.save()
+        if self.canvas.mapTool() is self.tool:
+            self.canvas.setFocus()
 
     @guarded
     def on_output_changed(self, _choice: object) -> None:
@@ -369,8 +338,9 @@ class SegmentationController(QObject):
         try:
             self.output.use_layer(layer)
         except SegmentationError:
-            self.dock.set_output_layer(self.output.layer)
+            self.dock.set_output_layer(self.output.layer, self.output.path)
             raise
+        self.dock.set_output_layer(self.output.layer, self.output.path)
 
     @guarded
     def on_export_requested(self) -> None:
@@ -389,12 +359,16 @@ class SegmentationController(QObject):
     def shutdown(self) -> None:
         """Cancel tasks and remove everything from the canvas (plugin unload)."""
         self._closed = True
+        self._estimate_timer.stop()
         self.encoder.shutdown()
         if self.canvas.mapTool() is self.tool:
             self.canvas.unsetMapTool(self.tool)
-        with contextlib.suppress(TypeError):  # already disconnected
-            self.canvas.destinationCrsChanged.disconnect(self._show_prompts)
-        self.markers.clear()
-        self.overlay.dispose()
+        self.session.shutdown()
+        for signal, slot in ((QgsApplication.taskManager().statusChanged, self._on_task_status),
+                             (self.canvas.extentsChanged, self._on_extent_changed),
+                             (QgsProject.instance().layersAdded, self._on_layers_added)):
+            with contextlib.suppress(TypeError):  # already disconnected
+                signal.disconnect(slot)
         self.output.close()
         self._segmenter = None
+

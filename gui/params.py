@@ -32,3 +32,17 @@ class OutputChoice:
     """Layer that saved masks go to; None creates one in the plugin's GeoPackage on first save."""
 
     layer_id: Optional[str] = None
+
+
+CRS_LAYER = "layer"
+CRS_PROJECT = "project"
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    """Where "Export…" writes: a file (``.gpkg``, ``.geojson`` or ``.shp``), the layer name inside a
+    GeoPackage, and the CRS: :data:`CRS_LAYER` (the output layer's, the raster's) or :data:`CRS_PROJECT`."""
+
+    path: str
+    layer_name: str
+    crs: str = CRS_LAYER

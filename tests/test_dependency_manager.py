@@ -119,8 +119,28 @@ def test_finds_python_on_linux_and_accepts_python_itself(tmp_path):
     qgis = _touch(tmp_path / "usr" / "bin" / "qgis")
     python = _touch(tmp_path / "usr" / "bin" / "python3")
     assert dm.find_python(qgis, str(tmp_path / "usr"), "linux", (3, 11)) == python
-    assert dm.find_python(python, "/nonexistent", "linux", (3, 11)) == python
+    assert dm.find_python(python, str(tmp_path / "usr"), "linux", (3, 11)) == python
     assert dm.find_python(sys.executable, sys.exec_prefix) == sys.executable
+
+
+def test_a_python_found_on_path_is_not_taken_for_qgis_s_own(tmp_path):
+    """An embedded Python may report the first ``python3`` on PATH as sys.executable: a pyenv shim
+    (a shell script running whatever Python pyenv selects) or another install of another version."""
+    prefix = tmp_path / "usr"
+    own = _touch(prefix / "bin" / "python3.11")
+    shim = tmp_path / "home" / ".pyenv" / "shims" / "python3"
+    shim.parent.mkdir(parents=True)
+    shim.write_text('#!/usr/bin/env bash\nexec "$(pyenv root)/libexec/pyenv" exec "$program" "$@"\n')
+    shim.chmod(0o755)
+    assert dm.find_python(str(shim), str(prefix), "linux", (3, 11)) == own
+    other = tmp_path / "opt" / "python3.12"
+    _touch(other)
+    (tmp_path / "opt" / "python3").symlink_to(other)  # the same version's name, another version's program
+    assert dm.find_python(str(tmp_path / "opt" / "python3"), str(prefix), "linux", (3, 11)) == own
+    elsewhere = _touch(tmp_path / "local" / "bin" / "python3")  # a program, but not under QGIS's prefix
+    assert dm.find_python(elsewhere, str(prefix), "linux", (3, 11)) == own
+    os.remove(own)
+    assert dm.find_python(str(shim), str(prefix), "linux", (3, 11)) is None  # rather nothing than a wrong one
 
 
 def test_no_python_found(tmp_path):
@@ -153,6 +173,19 @@ def test_run_streaming_passes_every_line():
 def test_run_streaming_stops_a_silent_process_on_cancel():
     with pytest.raises(dm.ProcessCancelledError):
         dm.run_streaming([sys.executable, "-c", "import time; time.sleep(60)"], cancelled=lambda: True)
+
+
+def test_run_streaming_leaves_no_file_open():
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.run_streaming([sys.executable, "-c", "print('done')"])
+        with pytest.raises(dm.ProcessCancelledError):
+            dm.run_streaming([sys.executable, "-c", "import time; time.sleep(60)"], cancelled=lambda: True)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_probe_modules_of_another_python(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import types
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ models_dir = test_maptool.models_dir
 session = test_maptool.session
 
 
-def write_bands(path, bands: int, size=(64, 48)) -> str:
+def write_bands(path, bands: int, size=(64, 48), descriptions=()) -> str:
     w, h = size
     ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, bands, gdal.GDT_UInt16)
     ds.SetGeoTransform((ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL))
@@ -35,6 +36,8 @@ def write_bands(path, bands: int, size=(64, 48)) -> str:
     rng = np.random.default_rng(bands)
     for b in range(bands):
         ds.GetRasterBand(b + 1).WriteArray(rng.integers(0, 4000, (h, w), dtype=np.uint16))
+    for b, text in enumerate(descriptions):
+        ds.GetRasterBand(b + 1).SetDescription(text)
     ds = None
     return str(path)
 
@@ -48,7 +51,8 @@ def dock(plugin_package, qtbot):
 
 def test_band_choice_shows_only_for_more_than_three_bands(dock, tmp_path, qgis_new_project, qtbot):
     rgb = QgsRasterLayer(write_bands(tmp_path / "rgb.tif", 3), "rgb")
-    multi = QgsRasterLayer(write_bands(tmp_path / "multi.tif", 5), "multi")
+    names = ("blue", "green", "red", "nir", "swir")
+    multi = QgsRasterLayer(write_bands(tmp_path / "multi.tif", 5, descriptions=names), "multi")
     QgsProject.instance().addMapLayers([rgb, multi])
     dock.set_layer(rgb)
     assert dock.ui.band_row.isHidden() and dock.source_choice().bands is None
@@ -57,9 +61,12 @@ def test_band_choice_shows_only_for_more_than_three_bands(dock, tmp_path, qgis_n
         dock.set_layer(multi)
     assert blocker.args[0].layer_id == multi.id() and blocker.args[0].bands == (1, 2, 3)
     assert not dock.ui.band_row.isHidden()
-    assert [s.maximum() for s in dock.ui.band_spins] == [5, 5, 5]
+    combo = dock.ui.band_combos[2]
+    # the band descriptions stored in the file, not bare numbers
+    assert [combo.itemText(i) for i in range(combo.count())] == [f"Band {i + 1}: {n}" for i, n in enumerate(names)]
+    assert [c.currentText() for c in dock.ui.band_combos] == ["Band 1: blue", "Band 2: green", "Band 3: red"]
     with qtbot.waitSignal(dock.source_changed) as blocker:
-        dock.ui.band_spins[2].setValue(5)
+        combo.setCurrentIndex(4)
     choice = blocker.args[0]
     assert type(choice).__name__ == "SourceChoice" and choice.bands == (1, 2, 5)
 
@@ -82,7 +89,7 @@ def test_candidates_and_buttons_reflect_state(dock, qtbot):
     dock.set_candidates([0.91, 0.52, 0.33], current=1)
     buttons = dock.ui.candidate_buttons
     assert not dock.ui.candidate_row.isHidden()
-    assert [b.text() for b in buttons] == ["Mask 1 · 0.91", "Mask 2 · 0.52", "Mask 3 · 0.33"]
+    assert [b.text() for b in buttons] == ["1 · 0.91", "2 · 0.52", "3 · 0.33"]
     assert [b.isChecked() for b in buttons] == [False, True, False]
     with qtbot.waitSignal(dock.mask_chosen) as blocker:
         buttons[2].click()
@@ -91,6 +98,8 @@ def test_candidates_and_buttons_reflect_state(dock, qtbot):
     assert dock.ui.candidate_row.isHidden()
     dock.set_prompt_summary(0, 0, False)
     assert not dock.ui.undo_button.isEnabled() and not dock.ui.clear_button.isEnabled()
+    dock.set_can_clear(True)
+    assert dock.ui.clear_button.isEnabled()
     dock.set_prompt_summary(2, 1, True)
     assert dock.ui.prompt_label.text() == "Prompts: 2 include, 1 exclude, box"
     dock.set_encoding(True, -1.0, "Encoding the clicked area…")
@@ -113,22 +122,63 @@ def big_raster(s, size=(1800, 1500)):
     return layer
 
 
-def test_encode_image_whole_raster_then_clicks_need_no_encoding(session, qtbot):
+def estimate_counts(s):
+    """``(to encode, total)`` from the panel's estimate line."""
+    left, total = s.dock.ui.estimate_label.text().split(" crops")[0].split(" of ")
+    return int(left), int(total)
+
+
+def test_encode_image_prepares_what_clicks_need_and_the_estimate_follows(session, qtbot):
     s = session
     big_raster(s)
     s.qtbot.waitUntil(lambda: "crops to encode" in s.dock.ui.estimate_label.text(), timeout=20000)
-    n = len(s.controller.segmenter().crops_in_extent(None))
-    assert n > 2
-    assert s.dock.ui.estimate_label.text().startswith(f"{n} of {n} crops to encode")
+    segmenter = s.controller.segmenter()
+    grid, support = segmenter.crops_in_extent(None), segmenter.crops_in_extent(None, support=True)
+    n = len(grid) + len(support)
+    assert len(grid) == 4 and len(support) == 1
+    assert estimate_counts(s) == (n, n)
+    assert "1 coarser crop of them serve objects larger" in s.dock.ui.estimate_label.text()
+    seen = []
+    s.controller.encoder.progress.connect(lambda *_: seen.append(estimate_counts(s)[0]))
     with qtbot.waitSignal(s.controller.encoder.extent_done, timeout=120000) as blocker:
         s.dock.ui.encode_button.click()
         assert not s.dock.ui.progress.isHidden() and not s.dock.ui.cancel_button.isHidden()
     assert blocker.args[0] is True
     assert s.iface.messageBar().get_messages(Qgis.Success)[-1].endswith(f"{n} of {n} crops encoded")
     assert s.dock.ui.progress.isHidden()
-    assert s.dock.ui.estimate_label.text().startswith(f"0 of {n} crops to encode")
-    click(s, to_pixel(s.canvas, *raster_point(1500.5, 1200.5)))
-    assert wait_result(s).seg.crop.scale >= 1
+    assert seen == sorted(seen, reverse=True) and len(set(seen)) >= 3  # it counted down while encoding
+    assert estimate_counts(s) == (0, n)
+    # A click whose mask the first crop cuts is refined on a prepared crop: nothing is encoded.
+    statuses, results = [], []
+    flow = s.controller.session.flow
+    flow.status.connect(statuses.append)
+    flow.result.connect(lambda seg, index, image, final: results.append((seg.crop, final)))
+    s.controller.encoder.progress.connect(lambda *_: pytest.fail("a click encoded a crop"))
+    click(s, to_pixel(s.canvas, *raster_point(700.5, 500.5)))
+    s.qtbot.waitUntil(lambda: bool(results) and results[-1][1], timeout=30000)
+    assert results[0][1] is False and results[-1][0] in support  # the tiny model's blob fills its crop
+    assert any(t.startswith("Refining on a coarser crop (step 1 of at most 3)") for t in statuses)
+    assert wait_result(s).seg.crop == results[-1][0] and flow.extra_encodes == 0
+
+
+def test_refinement_encodes_a_bounded_number_of_crops_and_says_so(session, qtbot):
+    s = session
+    big_raster(s, size=(5000, 5000))
+    flow = s.controller.session.flow
+    statuses, finals = [], []
+    flow.status.connect(statuses.append)
+    flow.result.connect(lambda seg, index, image, final: finals.append(final))
+    click(s, to_pixel(s.canvas, *raster_point(2500.5, 2500.5)))
+    first = wait_result(s)  # the first mask shows before any refinement
+    assert finals == [False] and s.controller.session.overlay.has_mask
+    qtbot.waitUntil(lambda: not flow.busy, timeout=120000)
+    assert flow.extra_encodes == 2 and finals == [False, False, True]
+    encodes = [t for t in statuses if t.startswith("Refining: encoding")]
+    assert [t.split(", ")[-1] for t in encodes] == [f"extra encode {i} of at most 2 for this click…" for i in (1, 2)]
+    assert "may be cut at a crop edge: 2 extra encodes is the most a click makes" in s.dock.ui.status_label.text()
+    assert wait_result(s).seg.crop.scale > first.seg.crop.scale
+    s.qtbot.keyClick(s.canvas, Qt.Key_Escape)
+    assert s.dock.ui.status_label.isHidden()
 
 
 def test_visible_extent_scope_and_cancel(session, qtbot):
@@ -137,45 +187,221 @@ def test_visible_extent_scope_and_cancel(session, qtbot):
     s.canvas.setExtent(QgsRectangle(*raster_point(0, 600), *raster_point(600, 0)))
     s.dock.ui.scope_combo.setCurrentIndex(1)  # visible extent
     s.qtbot.waitUntil(lambda: "crops to encode" in s.dock.ui.estimate_label.text(), timeout=20000)
-    visible = int(s.dock.ui.estimate_label.text().split(" of ")[0])
+    visible = estimate_counts(s)[0]
     assert 1 <= visible < len(s.controller.segmenter().crops_in_extent(None))
+    s.canvas.setExtent(QgsRectangle(*raster_point(0, 1500), *raster_point(1800, 0)))  # pan out: it follows
+    s.qtbot.waitUntil(lambda: estimate_counts(s)[0] > visible, timeout=5000)
     s.dock.ui.scope_combo.setCurrentIndex(0)
+    shown = []  # the panel when the cancel is taken: said at once, before the crop being encoded stops
+    s.controller.encoder.cancelling.connect(
+        lambda: shown.append((s.dock.ui.progress_label.text(), s.dock.ui.cancel_button.isEnabled())))
     with qtbot.waitSignal(s.controller.encoder.extent_done, timeout=120000) as blocker:
         s.dock.ui.encode_button.click()
         s.dock.ui.cancel_button.click()
+    assert shown == [("Cancelling… (the crop being encoded is stopped first)", False)]
     ok, message = blocker.args
     assert ok is False and message.startswith("Encoding cancelled")
     assert s.iface.messageBar().get_messages(Qgis.Warning)[-1].endswith(message)
     qtbot.waitUntil(lambda: s.dock.ui.progress.isHidden())
-    left, total = s.dock.ui.estimate_label.text().split(" crops")[0].split(" of ")
+    left, total = estimate_counts(s)
     assert int(left) >= int(total) - 1  # at most the crop running when cancelled was kept
 
 
-def test_export_to_geopackage_asks_before_replacing(session, monkeypatch, tmp_path):
+def test_cancel_message_counts_the_crop_finished_as_cancel_came(session, qtbot):
     s = session
+    big_raster(s)
+    s.qtbot.waitUntil(lambda: "crops to encode" in s.dock.ui.estimate_label.text(), timeout=20000)
+    segmenter = s.controller.segmenter()
+    real_encode = segmenter.encode
+
+    def encode_then_cancel(crop, is_canceled=lambda: False):
+        real_encode(crop, is_canceled)  # the real encode writes the crop to the cache...
+        s.controller.encoder._extent_task.cancel()  # ...and the user cancels just then
+
+    segmenter.encode = encode_then_cancel
+    with qtbot.waitSignal(s.controller.encoder.extent_done, timeout=120000) as blocker:
+        s.dock.ui.encode_button.click()
+    assert blocker.args == [False, "Encoding cancelled; 1 crop was encoded and is kept in the cache."]
+    qtbot.waitUntil(lambda: s.dock.ui.progress.isHidden())
+    assert estimate_counts(s)[0] == estimate_counts(s)[1] - 1
+
+
+def test_estimate_follows_a_processing_encode(session, qtbot, clean_settings):
+    from qgis.core import QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProcessingFeedback
+
+    s = session
+    layer = big_raster(s)
+    s.qtbot.waitUntil(lambda: "crops to encode" in s.dock.ui.estimate_label.text(), timeout=20000)
+    before = estimate_counts(s)
+    replace(s.controller.settings).save()  # Processing reads the stored settings: the same cache
+    provider = pkg("processing_provider.provider").AISegmentationProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        alg = QgsApplication.processingRegistry().createAlgorithmById("aisegmentation:encode")
+        encoder = str(next(p for p in Path(s.controller.settings.models_dir).iterdir()
+                           if "encoder" in p.name))
+        context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+        context.setProject(QgsProject.instance())
+        task = QgsProcessingAlgRunnerTask(alg, {"INPUT": layer.id(), "ENCODER": encoder}, context, feedback)
+        with qtbot.waitSignal(task.executed, timeout=120000) as blocker:
+            QgsApplication.taskManager().addTask(task)
+        assert blocker.args[0] is True
+        n_grid = len(s.controller.segmenter().crops_in_extent(None))
+        qtbot.waitUntil(lambda: estimate_counts(s) == (before[0] - n_grid, before[1]), timeout=5000)
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def test_export_writes_the_layer_crs_unless_asked_and_offers_three_formats(session, monkeypatch, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem
+    from qgis.PyQt.QtWidgets import QDialog
+
+    s = session
+    QgsProject.instance().setCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
     click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
     wait_result(s)
     s.dock.ui.save_button.click()
+    saved = next(s.controller.output.layer.getFeatures()).geometry()
+    dialogs = pkg("gui.export_dialog")
+    dialog = dialogs.ExportDialog(None, "ortho_objects", s.controller.output.crs)
+    assert dialog.crs_combo.currentData() == "layer" and dialog.crs_combo.currentText() == "Layer CRS (EPSG:32633)"
+    assert dialog.crs_combo.itemText(1) == "Project CRS (EPSG:3857)"
+    assert all(f"*.{ext}" in dialog.file_widget.filter() for ext in ("gpkg", "geojson", "shp"))
+    dialog.deleteLater()
+    answers = []
+
+    def accept(self):  # the modal dialog, filled in as the user would
+        path, crs_index = answers.pop(0)
+        self.file_widget.setFilePath(str(path))
+        self.crs_combo.setCurrentIndex(crs_index)
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(dialogs.ExportDialog, "exec", accept)
+    answers.append((tmp_path / "results.gpkg", 0))  # the defaults: the layer's CRS
+    s.dock.ui.export_button.click()
+    exported = QgsVectorLayer(f"{tmp_path / 'results.gpkg'}|layername=ortho_objects", "x", "ogr")
+    assert exported.crs().authid() == "EPSG:32633" and exported.featureCount() == 1
+    assert next(exported.getFeatures()).geometry().equals(saved)
+    assert s.iface.messageBar().get_messages(Qgis.Success)[-1].endswith(
+        f"Exported 1 object to layer 'ortho_objects' of {tmp_path / 'results.gpkg'} (EPSG:32633)")
+    for name, crs in (("results.geojson", "EPSG:3857"), ("results.shp", "EPSG:32633")):
+        answers.append((tmp_path / name, 1 if crs == "EPSG:3857" else 0))
+        s.dock.ui.export_button.click()
+        other = QgsVectorLayer(str(tmp_path / name), "x", "ogr")
+        assert other.isValid() and other.featureCount() == 1 and other.crs().authid() == crs
+    del exported, other
+
+
+def test_export_answering_no_to_replace_asks_for_another_name(session, monkeypatch, tmp_path):
+    s = session
+    Choice = pkg("gui.params").ExportChoice  # noqa: N806
     target = tmp_path / "results.gpkg"
     dialogs = pkg("gui.export_dialog")
-    answers = []
-    monkeypatch.setattr(dialogs, "ask_export_target", lambda parent, layer: (str(target), "objects"))
-    monkeypatch.setattr(dialogs, "confirm_replace", lambda parent, message: answers.pop(0))
-    s.dock.ui.export_button.click()
-    exported = QgsVectorLayer(f"{target}|layername=objects", "x", "ogr")
-    assert exported.isValid() and exported.featureCount() == 1
-    del exported
+    choices, answers, asked = [], [], []
 
+    def ask(parent, output, previous=None):
+        asked.append(previous)
+        return choices.pop(0) if choices else None
+
+    monkeypatch.setattr(dialogs, "ask_export_target", ask)
+    monkeypatch.setattr(dialogs, "confirm_replace", lambda parent, message: answers.pop(0))
+    for x in (200.5, 400.5):
+        click(s, to_pixel(s.canvas, *raster_point(x, 200.5)))
+        wait_result(s)
+        s.dock.ui.save_button.click()
+        choices.append(Choice(str(target), "objects"))
+        if x > 300:  # the second export: "objects" exists; No, then another name
+            answers.append(False)
+            choices.append(Choice(str(target), "objects_2"))
+        s.dock.ui.export_button.click()
+    assert asked[-1] == Choice(str(target), "objects")  # asked again, with what was chosen before
+    assert QgsVectorLayer(f"{target}|layername=objects", "x", "ogr").featureCount() == 1
+    assert QgsVectorLayer(f"{target}|layername=objects_2", "x", "ogr").featureCount() == 2
+    choices.append(Choice(str(target), "objects"))
+    answers.append(True)  # replace
+    s.dock.ui.export_button.click()
+    assert QgsVectorLayer(f"{target}|layername=objects", "x", "ogr").featureCount() == 2
+    assert s.iface.messageBar().get_messages(Qgis.Success)[-1].startswith("AI Segmentation:Exported 2 objects")
+
+
+def test_saved_objects_name_their_file_and_never_share_a_layer_name(session, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    s = session
+    store_mod = pkg("core.output_store")
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    # e.g. the layer saved into the QGIS profile before the project was saved, reloaded with it
+    earlier = store_mod.OutputStore(str(profile / "ai_segmentation.gpkg"), "ortho_objects",
+                                    QgsCoordinateReferenceSystem("EPSG:32633"))
+    QgsProject.instance().addMapLayer(earlier.layer())
+    earlier.close()
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    wait_result(s)
+    s.dock.ui.save_button.click()
+    layer = s.controller.output.layer
+    assert layer.name() == "ortho_objects_2"
+    path = tmp_path / "ai_segmentation.gpkg"
+    assert s.iface.messageBar().get_messages(Qgis.Success)[-1].endswith(
+        f"Saved object 1 to new layer 'ortho_objects_2' in {path}")
+    combo = s.dock.ui.output_combo
+    names = [combo.itemText(i) for i in range(combo.count())]
+    assert len(names) == len(set(names)) and str(path) in combo.toolTip()
     click(s, to_pixel(s.canvas, *raster_point(400.5, 200.5)))
     wait_result(s)
     s.dock.ui.save_button.click()
-    answers.append(False)  # "replace?" -> no: nothing written
-    s.dock.ui.export_button.click()
-    assert QgsVectorLayer(f"{target}|layername=objects", "x", "ogr").featureCount() == 1
-    answers.append(True)
-    s.dock.ui.export_button.click()
-    assert QgsVectorLayer(f"{target}|layername=objects", "x", "ogr").featureCount() == 2
-    assert s.iface.messageBar().get_messages(Qgis.Success)[-1].endswith(f"2 objects to layer 'objects' of {target}")
+    assert s.iface.messageBar().get_messages(Qgis.Success)[-1].endswith(
+        f"Saved object 2 to layer 'ortho_objects_2' of {path}")
+
+
+def test_dock_is_never_narrower_than_its_content(loaded_plugin, qgis_iface, qtbot):
+    from qgis.PyQt.QtWidgets import QTextEdit
+
+    window = qgis_iface.mainWindow()
+    window.setCentralWidget(QTextEdit())  # the map's place: docks get only what is left of 1600 px
+    window.resize(1600, 900)
+    try:
+        loaded_plugin.action.trigger()
+        dock = loaded_plugin.dock
+        dock.set_candidates([0.91, 0.52, 0.33])
+        qtbot.waitUntil(lambda: dock.isVisible() and window.centralWidget().width() > 0)
+        qtbot.wait(50)  # the window lays its docks out
+        window.resizeDocks([dock], [250], Qt.Horizontal)  # squeezed, e.g. by another panel in the area
+        qtbot.waitUntil(lambda: dock.width() < 800)
+        scroll = dock.ui.root
+        assert not scroll.horizontalScrollBar().isVisible()
+        assert 250 < dock.width() < 800 and dock.width() >= scroll.widget().minimumSizeHint().width()
+        right = scroll.viewport().width()
+        for button in (*dock.ui.candidate_buttons, dock.ui.save_button, dock.ui.clear_button, dock.ui.export_button):
+            assert button.mapTo(scroll.viewport(), button.rect().topRight()).x() <= right  # nothing cut off
+            assert button.width() >= button.sizeHint().width()
+    finally:
+        window.takeCentralWidget().deleteLater()
+
+
+def test_model_line_is_red_while_onnxruntime_is_missing(session, monkeypatch):
+    s = session
+    assert s.dock.ui.model_status.styleSheet() == pkg("ai_segmentation_dockwidget").OK_STYLE
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now fails, as when not installed
+    s.controller.refresh_models()
+    assert s.dock.ui.model_status.styleSheet() == pkg("ai_segmentation_dockwidget").MISSING_STYLE
+    assert "onnxruntime is not installed" in s.dock.ui.model_status.text()
+    assert s.dock.ui.setup_button.text() == "Set up models…"
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    s.controller.refresh_models()
+    assert s.dock.ui.model_status.styleSheet() == pkg("ai_segmentation_dockwidget").OK_STYLE
+
+
+def test_a_raster_added_while_none_is_chosen_is_picked(session, tmp_path):
+    s = session
+    s.dock.set_layer(None)
+    assert s.dock.raster_layer() is None
+    first = QgsRasterLayer(write_bands(tmp_path / "new.tif", 3), "new")
+    QgsProject.instance().addMapLayer(first)
+    assert s.dock.raster_layer() is first
+    second = QgsRasterLayer(write_bands(tmp_path / "other.tif", 3), "other")
+    QgsProject.instance().addMapLayer(second)
+    assert s.dock.raster_layer() is first  # a chosen raster is kept
 
 
 def test_output_chooser_rejects_a_layer_that_is_not_an_output_layer(session, tmp_path):

@@ -7,6 +7,7 @@ inputs, and geometry against the raster's georeferencing.
 
 from __future__ import annotations
 
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -120,8 +121,8 @@ def click(s, pos: QPoint, button=Qt.LeftButton) -> None:
 
 
 def wait_result(s):
-    s.qtbot.waitUntil(lambda: s.controller.history.result is not None, timeout=60000)
-    return s.controller.history.result
+    s.qtbot.waitUntil(lambda: s.controller.session.history.result is not None, timeout=60000)
+    return s.controller.session.history.result
 
 
 def decode_directly(s, points=None, labels=None, box=None, mask_input=None, multimask=True):
@@ -130,7 +131,7 @@ def decode_directly(s, points=None, labels=None, box=None, mask_input=None, mult
     from core.sam_decoder import SamDecoder
 
     segmenter = s.controller.segmenter()
-    crop = s.controller.history.result.seg.crop
+    crop = s.controller.session.history.result.seg.crop
     gt = segmenter.source.geotransform
 
     def frame(p):  # continuous positions in the crop's frame (the decoder shifts them itself)
@@ -159,12 +160,14 @@ def no_refine(s):
 def test_click_encodes_previews_and_saves_a_feature(session):
     s = session
     x, y = raster_point(200.5, 200.5)
-    click(s, to_pixel(s.canvas, x, y))
-    assert not s.dock.ui.progress.isHidden()  # the crop is being encoded in a QgsTask
+    with s.qtbot.waitSignal(s.controller.encoder.progress, timeout=10000):  # the crop is encoded in a QgsTask
+        click(s, to_pixel(s.canvas, x, y))
+        assert s.controller.session.markers.marker_count == 1  # drawn at once: the click returned first
+        assert s.controller.session.history.result is None
     result = wait_result(s)
     s.qtbot.waitUntil(lambda: s.dock.ui.progress.isHidden())
 
-    (px, py), = s.controller.history.current.points
+    (px, py), = s.controller.session.history.current.points
     assert abs(px - x) <= PIXEL and abs(py - y) <= PIXEL  # canvas pixel = raster pixel here
     reference = decode_directly(s, [(px, py)], [1])
     assert result.seg.masks.shape == (3, SIZE[1], SIZE[0])
@@ -172,9 +175,9 @@ def test_click_encodes_previews_and_saves_a_feature(session):
     np.testing.assert_allclose(result.seg.scores, reference.scores, rtol=1e-6)
     buttons = s.dock.ui.candidate_buttons
     assert not s.dock.ui.candidate_row.isHidden()
-    assert [b.text() for b in buttons] == [f"Mask {i + 1} · {v:.2f}" for i, v in enumerate(reference.scores)]
-    assert s.controller.overlay.has_mask and s.controller.overlay.isVisible()
-    assert s.controller.markers.marker_count == 1
+    assert [b.text() for b in buttons] == [f"{i + 1} · {v:.2f}" for i, v in enumerate(reference.scores)]
+    assert s.controller.session.overlay.has_mask and s.controller.session.overlay.isVisible()
+    assert s.controller.session.markers.marker_count == 1
 
     s.qtbot.keyClick(s.canvas, Qt.Key_Tab)  # next candidate
     index = (int(np.argmax(reference.scores)) + 1) % 3
@@ -197,8 +200,8 @@ def test_click_encodes_previews_and_saves_a_feature(session):
     assert geometry.area() == pytest.approx(reference.masks[index].sum() * PIXEL**2)
     assert feature["area_m2"] == pytest.approx(geometry.area())
     # Ready for the next object: prompts, markers and preview are cleared.
-    assert s.controller.history.current.is_empty
-    assert s.controller.markers.marker_count == 0 and not s.controller.overlay.has_mask
+    assert s.controller.session.history.current.is_empty
+    assert s.controller.session.markers.marker_count == 0 and not s.controller.session.overlay.has_mask
     assert s.dock.output_choice().layer_id == layer.id()
 
 
@@ -208,8 +211,8 @@ def test_right_click_adds_an_exclude_point_sent_to_the_decoder(session):
     first = wait_result(s)
     click(s, to_pixel(s.canvas, *raster_point(420.5, 200.5)), Qt.RightButton)
     second = wait_result(s)
-    prompts = s.controller.history.current
-    assert prompts.labels == (1, 0) and s.controller.markers.marker_count == 2
+    prompts = s.controller.session.history.current
+    assert prompts.labels == (1, 0) and s.controller.session.markers.marker_count == 2
     assert second.seg.masks.shape[0] == 1  # refining: one mask, fed with the chosen previous logits
     previous_logits = first.seg.low_res_logits[first.index][None]
     reference = decode_directly(s, list(prompts.points), [1, 0], mask_input=previous_logits, multimask=False)
@@ -226,14 +229,14 @@ def test_undo_removes_the_last_prompt(session):
     first = wait_result(s)
     click(s, to_pixel(s.canvas, *raster_point(100.5, 300.5)))
     wait_result(s)
-    assert len(s.controller.history.current.points) == 2
+    assert len(s.controller.session.history.current.points) == 2
     s.qtbot.keyClick(s.canvas, Qt.Key_Z, Qt.ControlModifier)
-    assert s.controller.history.current.labels == (1,)
-    assert s.controller.history.result is first  # shown again, not recomputed
-    assert s.controller.markers.marker_count == 1
+    assert s.controller.session.history.current.labels == (1,)
+    assert s.controller.session.history.result is first  # shown again, not recomputed
+    assert s.controller.session.markers.marker_count == 1
     s.dock.ui.undo_button.click()
-    assert s.controller.history.current.is_empty
-    assert not s.controller.overlay.has_mask and not s.dock.ui.save_button.isEnabled()
+    assert s.controller.session.history.current.is_empty
+    assert not s.controller.session.overlay.has_mask and not s.dock.ui.save_button.isEnabled()
 
 
 def drag(s, start: QPoint, end: QPoint) -> None:
@@ -252,18 +255,19 @@ def test_box_drag_sends_a_box_and_combines_with_points(session):
     x1, y1 = raster_point(270, 270)
     drag(s, to_pixel(s.canvas, x0, y0), to_pixel(s.canvas, x1, y1))
     result = wait_result(s)
-    prompts = s.controller.history.current
+    prompts = s.controller.session.history.current
     assert prompts.points == () and prompts.box is not None
     bx0, by0, bx1, by1 = prompts.box
     assert (bx0, by0, bx1, by1) == pytest.approx((x0, y1, x1, y0), abs=PIXEL)
     reference = decode_directly(s, box=prompts.box, multimask=False)
     np.testing.assert_array_equal(result.seg.masks, reference.masks)
-    assert s.controller.markers._box is not None  # the box outline is drawn
+    assert s.controller.session.markers._box is not None  # the box outline is drawn
 
     click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)), Qt.RightButton)
     combined = wait_result(s)
-    assert s.controller.history.current.box == prompts.box and s.controller.history.current.labels == (0,)
-    reference = decode_directly(s, list(s.controller.history.current.points), [0], box=prompts.box,
+    current = s.controller.session.history.current
+    assert current.box == prompts.box and current.labels == (0,)
+    reference = decode_directly(s, list(s.controller.session.history.current.points), [0], box=prompts.box,
                                 mask_input=result.seg.low_res_logits[0][None], multimask=False)
     np.testing.assert_array_equal(combined.seg.masks, reference.masks)
 
@@ -279,9 +283,9 @@ def test_canvas_crs_differs_from_raster_crs(session):
     x, y = raster_point(200.5, 200.5)
     click(s, to_pixel(s.canvas, x, y))
     result = wait_result(s)
-    (px, py), = s.controller.history.current.points
+    (px, py), = s.controller.session.history.current.points
     assert abs(px - x) < 2 * PIXEL and abs(py - y) < 2 * PIXEL  # reprojected back to UTM
-    assert s.controller.markers.marker_count == 1
+    assert s.controller.session.markers.marker_count == 1
 
     # The preview is drawn where the mask is: compare the canvas with and without it.
     mask = result.mask
@@ -292,9 +296,9 @@ def test_canvas_crs_differs_from_raster_crs(session):
     assert len(inside) > 1000 and len(outside) > 1000
     s.canvas.waitWhileRendering()
     with_overlay = s.canvas.viewport().grab().toImage()
-    s.controller.overlay.hide()
+    s.controller.session.overlay.hide()
     without = s.canvas.viewport().grab().toImage()
-    s.controller.overlay.show()
+    s.controller.session.overlay.show()
     def changed(pixels):
         points = [to_pixel(s.canvas, *raster_point(col + 0.5, row + 0.5)) for row, col in pixels]
         return np.mean([with_overlay.pixel(p) != without.pixel(p) for p in points])
@@ -334,7 +338,10 @@ def test_click_outside_the_raster_gives_a_message(session):
     click(s, to_pixel(s.canvas, *raster_point(-300, 100)))
     warnings = s.iface.messageBar().get_messages(Qgis.Warning)
     assert len(warnings) == 2 and all("outside the raster" in w for w in warnings)
-    assert s.controller.history.current.is_empty and s.controller.markers.marker_count == 0
+    # map coordinates in plain decimals (not "4.64995e+06")
+    assert re.search(r"the point \(4999\d\d(\.\d+)?, 46499\d\d(\.\d+)?\) is outside", warnings[0])
+    assert "e+0" not in warnings[1]
+    assert s.controller.session.history.current.is_empty and s.controller.session.markers.marker_count == 0
 
 
 def test_missing_model_gives_a_message(session, tmp_path):
@@ -354,7 +361,7 @@ def test_missing_model_gives_a_message(session, tmp_path):
     warnings = s.iface.messageBar().get_messages(Qgis.Warning)
     assert len(warnings) == 2 and all("SAM models are missing" in w for w in warnings)
     assert not s.dock.ui.start_button.isChecked()
-    assert s.controller.history.current.is_empty
+    assert s.controller.session.history.current.is_empty
 
 
 def test_hover_preview_is_off_by_default_and_previews_without_a_prompt(session):
@@ -366,10 +373,146 @@ def test_hover_preview_is_off_by_default_and_previews_without_a_prompt(session):
     clicked = wait_result(s)
     s.controller.apply_settings(replace(s.controller.settings, hover_preview=True))
     shown = []
-    s.controller.overlay.set_mask = lambda mask, *a: shown.append(mask.copy())
+    s.controller.session.overlay.set_mask = lambda mask, *a: shown.append(mask.copy())
     pos = to_pixel(s.canvas, *raster_point(420.5, 200.5))
     s.controller.tool.canvasMoveEvent(QgsMapMouseEvent(s.canvas, QEvent.MouseMove, pos, Qt.NoButton, Qt.NoButton))
     s.qtbot.waitUntil(lambda: len(shown) == 1)
-    assert s.controller.history.current.labels == (1,)  # no prompt added
-    assert s.controller.history.result is clicked
+    assert s.controller.session.history.current.labels == (1,)  # no prompt added
+    assert s.controller.session.history.result is clicked
     assert not np.array_equal(shown[0], clicked.mask)
+
+
+def encode_all(s, layer=None):
+    """Every crop of the chosen raster in the cache (what "Encode Image" does), synchronously."""
+    segmenter = s.controller.segmenter()
+    for crop in segmenter.crops_in_extent() + segmenter.crops_in_extent(support=True):
+        segmenter.encode(crop)
+    return segmenter
+
+
+def test_click_returns_at_once_and_the_latest_click_wins(session):
+    s = session
+    encode_all(s)
+    flow = s.controller.session.flow
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    # The click returned before any decode: the marker is there, the mask not yet.
+    assert s.controller.session.markers.marker_count == 1 and s.controller.session.history.result is None
+    assert flow.busy
+    click(s, to_pixel(s.canvas, *raster_point(420.5, 150.5)), Qt.RightButton)  # before the first mask came
+    result = wait_result(s)
+    s.qtbot.waitUntil(lambda: not flow.busy)
+    history = s.controller.session.history
+    assert history.current.labels == (1, 0) and history._results[1] is None  # the first click's decode dropped
+    reference = decode_directly(s, list(history.current.points), [1, 0], multimask=False)
+    np.testing.assert_array_equal(result.seg.masks, reference.masks)
+    assert s.controller.encoder.busy is False  # every crop was cached: nothing encoded
+
+
+def test_esc_cancels_the_encode_a_click_started(session):
+    s = session
+    flow = s.controller.session.flow
+    with s.qtbot.waitSignal(s.controller.encoder.progress, timeout=10000):
+        click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    assert flow.busy and s.controller.encoder.busy
+    s.qtbot.keyClick(s.canvas, Qt.Key_Escape)
+    assert not flow.busy and s.controller.encoder.busy is False  # the click's encode task was cancelled
+    assert s.controller.session.markers.marker_count == 0 and not s.controller.session.overlay.has_mask
+    s.qtbot.wait(300)
+    assert s.controller.session.history.result is None and s.dock.ui.status_label.isHidden()
+
+
+def open_raster(s, path, name):
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    s.dock.set_layer(layer)
+    s.canvas.setExtent(layer.extent())
+    s.canvas.refresh()
+    return layer
+
+
+def map_has_keyboard(s) -> bool:
+    """The canvas is its window's focus widget (hasFocus() also needs the window to be the active one)."""
+    return s.canvas.window().focusWidget() is s.canvas
+
+
+def test_shortcuts_work_from_the_panel_without_taking_keys_from_text_fields(session):
+    s = session
+    u = s.dock.ui
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    result = wait_result(s)
+    first = result.index
+    s.qtbot.keyClick(u.candidate_buttons[0], Qt.Key_Tab)  # focus on a panel button: Tab is "next mask"
+    assert result.index == (first + 1) % 3
+    s.qtbot.keyClicks(u.label_edit, "roof s")  # typing in the Label field: S is a letter there
+    assert u.label_edit.text() == "roof s" and s.controller.output.layer is None
+    s.qtbot.keyClick(u.label_edit, Qt.Key_Z, Qt.ControlModifier)  # the field's own undo
+    assert s.controller.session.history.current.labels == (1,)
+    s.qtbot.keyClick(u.label_edit, Qt.Key_Escape)  # leaves the field for the map; prompts stay
+    assert map_has_keyboard(s) and s.controller.session.history.result is result
+    s.dock.ui.label_edit.setFocus()
+    s.qtbot.keyClick(u.label_edit, Qt.Key_Return)  # Enter in Label saves and gives the map the keyboard
+    (feature,) = features(s.controller.output.layer)
+    assert feature["label"] == u.label_edit.text().strip() and map_has_keyboard(s)
+    click(s, to_pixel(s.canvas, *raster_point(420.5, 200.5)))
+    wait_result(s)
+    s.qtbot.keyClick(u.start_button, Qt.Key_S)  # S with a panel button focused saves
+    assert len(features(s.controller.output.layer)) == 2
+    click(s, to_pixel(s.canvas, *raster_point(100.5, 100.5)))
+    wait_result(s)
+    s.qtbot.keyClick(u.scope_combo, Qt.Key_Escape)
+    assert s.controller.session.history.current.is_empty
+
+
+def test_switching_tools_removes_prompts_and_previews(session):
+    from dataclasses import replace
+
+    from qgis.gui import QgsMapToolPan
+
+    s = session
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 200.5)))
+    wait_result(s)
+    s.controller.apply_settings(replace(s.controller.settings, hover_preview=True))
+    s.qtbot.keyClick(s.canvas, Qt.Key_Escape)
+    assert not s.dock.ui.clear_button.isEnabled()
+    pos = to_pixel(s.canvas, *raster_point(420.5, 200.5))
+    s.controller.tool.canvasMoveEvent(QgsMapMouseEvent(s.canvas, QEvent.MouseMove, pos, Qt.NoButton, Qt.NoButton))
+    s.qtbot.waitUntil(lambda: s.controller.session.overlay.has_mask)  # a hover preview, no prompt
+    assert s.dock.ui.clear_button.isEnabled()  # Clear removes a hover preview too
+    s.dock.ui.clear_button.click()
+    assert not s.controller.session.overlay.has_mask
+    s.controller.tool.canvasMoveEvent(QgsMapMouseEvent(s.canvas, QEvent.MouseMove, pos, Qt.NoButton, Qt.NoButton))
+    s.qtbot.waitUntil(lambda: s.controller.session.overlay.has_mask)
+    click(s, pos, Qt.LeftButton)
+    wait_result(s)
+    pan = QgsMapToolPan(s.canvas)
+    s.canvas.setMapTool(pan)  # the user picks another tool
+    assert s.controller.session.markers.marker_count == 0 and not s.controller.session.overlay.has_mask
+    assert s.controller.session.history.current.is_empty and not s.dock.ui.start_button.isChecked()
+    s.canvas.unsetMapTool(pan)
+
+
+def test_raster_without_georeferencing_is_measured_in_pixels(session, capfd):
+    s = session
+    from test_segmenter import raster
+
+    png = raster(s.tmp_path / "plain.png", 300, 200, gt=None, driver="PNG")
+    layer = open_raster(s, png, "plain")
+    s.canvas.waitWhileRendering()
+    s.qtbot.waitUntil(lambda: s.controller._prepared is s.controller._segmenter, timeout=20000)
+    capfd.readouterr()  # QGIS's own GDAL provider complains on loading and drawing a raster without georeferencing
+    click(s, to_pixel(s.canvas, 150.5, -100.5, crs=s.canvas.mapSettings().destinationCrs().authid()))
+    result = wait_result(s)
+    no_refine(s)
+    s.dock.ui.save_button.click()
+    out = s.controller.output.layer
+    (feature,) = features(out)
+    names = out.fields().names()
+    assert "area_m2" not in names and "perimeter_m" not in names  # pixels are not metres
+    assert feature["area_px"] == pytest.approx(float(result.mask.sum()))
+    assert feature["perimeter_px"] > 0 and feature["source"] == layer.name()
+    with s.qtbot.waitSignal(s.controller.encoder.extent_done, timeout=60000):
+        s.dock.ui.encode_button.click()
+    assert s.controller.output.export(str(s.tmp_path / "plain_objects.gpkg"), "objects", False) == 1
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "proj_create" not in err, err

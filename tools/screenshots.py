@@ -208,13 +208,13 @@ def in_qgis(config: dict) -> None:
 
     def step_prompts() -> None:
         c = controller()
-        c.clear()
+        c.session.clear()
         col, row = HOUSE
         canvas.setExtent(QgsRectangle(ORIGIN[0] + (col - 260) * PIXEL, ORIGIN[1] - (row + 200) * PIXEL,
                                       ORIGIN[0] + (col + 260) * PIXEL, ORIGIN[1] - (row - 200) * PIXEL))
         x0, y0 = ORIGIN[0] + (HOUSE[0] - 95) * PIXEL, ORIGIN[1] - (HOUSE[1] + 70) * PIXEL
         x1, y1 = ORIGIN[0] + (HOUSE[0] + 95) * PIXEL, ORIGIN[1] - (HOUSE[1] - 70) * PIXEL
-        c.set_box(x0, y0, x1, y1)  # what a left drag on the canvas emits
+        c.session.set_box(x0, y0, x1, y1)  # what a left drag on the canvas emits
         click(*HOUSE)
         click(HOUSE[0] + 60, HOUSE[1] + 60, Qt.RightButton)
         iface.messageBar().clearWidgets()
@@ -235,7 +235,7 @@ def in_qgis(config: dict) -> None:
 
     def step_save2() -> None:
         c = controller()
-        c.choose_mask(2)  # Tab: SAM's third candidate
+        c.session.choose_mask(2)  # Tab: SAM's third candidate
         c.save()
         c.dock.ui.label_edit.setText("building")
         click(*HOUSE2)
@@ -243,7 +243,7 @@ def in_qgis(config: dict) -> None:
     def step_save3() -> None:
         iface.zoomToActiveLayer()
         c = controller()
-        c.choose_mask(2)
+        c.session.choose_mask(2)
         c.save()
         layer = c.output.layer
         symbol = layer.renderer().symbol()

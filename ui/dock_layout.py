@@ -18,7 +18,6 @@ from qgis.PyQt.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -28,6 +27,21 @@ from ..core.qgis_compat import LAYER_FILTER_POLYGON, LAYER_FILTER_RASTER
 from ..gui.params import SCOPE_RASTER, SCOPE_VISIBLE
 
 CANDIDATES = 3  # SAM's multimask output
+OUTPUT_TIP = ("Polygon layer (GeoPackage) saved masks go to; empty: a new layer is created on first save, "
+              "beside the project (or in the QGIS profile while the project is not saved)")
+
+
+def _form(box: QWidget) -> QFormLayout:
+    """A form whose labels go above their fields when the panel is narrow (rather than widening it)."""
+    form = QFormLayout(box)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    return form
+
+
+def _shrinkable(combo: QComboBox, chars: int = 12) -> None:
+    """A combo box whose width does not follow its longest item (long layer names)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
 
 
 class DockLayout:
@@ -37,6 +51,7 @@ class DockLayout:
         scroll = QScrollArea(parent)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.root = scroll
         body = QWidget()
         scroll.setWidget(body)
@@ -47,26 +62,30 @@ class DockLayout:
         col.addWidget(self._refine_box())
         col.addWidget(self._output_box())
         col.addStretch(1)
+        # The panel is never narrower than its widest row (every optional row counted, as all are
+        # shown now): a dock area squeezed by other panels grows instead of cutting buttons off.
+        frame = 2 * scroll.frameWidth()
+        scroll.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + frame)
 
     def _source_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("1. Raster and model")
-        form = QFormLayout(box)
+        form = _form(box)
         self.layer_combo = QgsMapLayerComboBox()
+        _shrinkable(self.layer_combo)
         self.layer_combo.setFilters(LAYER_FILTER_RASTER)
         self.layer_combo.setAllowEmptyLayer(True, "Choose a raster layer")
         self.layer_combo.setToolTip("Raster to segment")
         form.addRow("Raster", self.layer_combo)
         self.band_row = QWidget()
-        bands = QHBoxLayout(self.band_row)
+        bands = QFormLayout(self.band_row)
         bands.setContentsMargins(0, 0, 0, 0)
-        self.band_spins: List[QSpinBox] = []
+        self.band_combos: List[QComboBox] = []
         for name in ("R", "G", "B"):
-            spin = QSpinBox()
-            spin.setPrefix(f"{name}: ")
-            spin.setMinimum(1)
-            spin.setToolTip(f"Band shown to SAM as {name}")
-            bands.addWidget(spin)
-            self.band_spins.append(spin)
+            combo = QComboBox()
+            _shrinkable(combo, 6)
+            combo.setToolTip(f"Band shown to SAM as {name} (names and descriptions as stored in the file)")
+            bands.addRow(name, combo)
+            self.band_combos.append(combo)
         self.band_label = QLabel("Bands")
         form.addRow(self.band_label, self.band_row)
         self.setup_button = QPushButton("Set up models…")
@@ -114,21 +133,28 @@ class DockLayout:
         col.addWidget(self.start_button)
         self.hint_label = QLabel(
             "Left click includes, right click excludes, a left drag draws a box. "
-            "Keys on the map: S save, Ctrl+Z undo, Esc clear, Tab next mask."
+            "Keys, on the map or in this panel: S save, Ctrl+Z undo, Esc clear, Tab next mask; "
+            "Enter in Label saves."
         )
         self.hint_label.setWordWrap(True)
         col.addWidget(self.hint_label)
         self.prompt_label = QLabel()
         col.addWidget(self.prompt_label)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setStyleSheet("color: #9a6700;")  # amber, as the preview while refining
+        col.addWidget(self.status_label)
         self.candidate_row = QWidget()
         cands = QHBoxLayout(self.candidate_row)
         cands.setContentsMargins(0, 0, 0, 0)
+        cands.addWidget(QLabel("Masks"))
         self.candidate_group = QButtonGroup(self.candidate_row)
         self.candidate_buttons: List[QToolButton] = []
         for i in range(CANDIDATES):
             button = QToolButton()
             button.setCheckable(True)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setText(f"{i + 1} · 0.00")  # the widest text it will show
             button.setToolTip("SAM's candidate masks for one click, with predicted IoU (Tab cycles)")
             self.candidate_group.addButton(button, i)
             cands.addWidget(button)
@@ -149,7 +175,7 @@ class DockLayout:
 
     def _refine_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("4. Refinement")
-        form = QFormLayout(box)
+        form = _form(box)
         self.simplify_spin = QgsDoubleSpinBox()
         self.simplify_spin.setRange(0.0, 50.0)
         self.simplify_spin.setSingleStep(0.5)
@@ -179,19 +205,20 @@ class DockLayout:
 
     def _output_box(self) -> QWidget:
         box = QgsCollapsibleGroupBox("5. Output")
-        form = QFormLayout(box)
+        form = _form(box)
         self.output_combo = QgsMapLayerComboBox()
+        _shrinkable(self.output_combo)
         self.output_combo.setFilters(LAYER_FILTER_POLYGON)
         self.output_combo.setAllowEmptyLayer(True, "New layer (created on first save)")
-        self.output_combo.setToolTip(
-            "Polygon layer (GeoPackage) saved masks go to; empty: a new layer is created on first save"
-        )
+        self.output_combo.setToolTip(OUTPUT_TIP)
         form.addRow("Save to", self.output_combo)
         self.label_edit = QLineEdit()
         self.label_edit.setPlaceholderText("e.g. building (optional)")
         self.label_edit.setToolTip("Stored in the 'label' field of each saved object")
         form.addRow("Label", self.label_edit)
-        self.export_button = QPushButton("Export to GeoPackage…")
-        self.export_button.setToolTip("Write the output layer into a GeoPackage of your choice")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip(
+            "Write the output layer to a GeoPackage, GeoJSON or Shapefile, in its own CRS or the project's"
+        )
         form.addRow("", self.export_button)
         return box

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qgis.core import QgsPointXY, QgsWkbTypes
+from qgis.core import QgsPointXY
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QKeyEvent
 
+from .core.qgis_compat import GEOMETRY_POLYGON
 from .gui.prompts import EXCLUDE, INCLUDE
 
 DRAG_THRESHOLD_PX = 6  # a press that moves less than this is a click, not a box
@@ -21,18 +22,25 @@ HOVER_INTERVAL_MS = 150  # at most one hover preview per interval
 # (key, modifiers) -> command; Ctrl+Z and Tab are taken before QGIS's own shortcuts
 # and focus navigation while the tool is active.
 KEY_COMMANDS = {
-    (Qt.Key_S, Qt.NoModifier): "save",
-    (Qt.Key_Z, Qt.ControlModifier): "undo",
-    (Qt.Key_Escape, Qt.NoModifier): "clear",
-    (Qt.Key_Tab, Qt.NoModifier): "next_mask",
-    (Qt.Key_Backtab, Qt.ShiftModifier): "previous_mask",
+    (Qt.Key.Key_S, Qt.KeyboardModifier.NoModifier): "save",
+    (Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier): "undo",
+    (Qt.Key.Key_Escape, Qt.KeyboardModifier.NoModifier): "clear",
+    (Qt.Key.Key_Tab, Qt.KeyboardModifier.NoModifier): "next_mask",
+    (Qt.Key.Key_Backtab, Qt.KeyboardModifier.ShiftModifier): "previous_mask",
 }
 
 
+_MODIFIERS = (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier
+              | Qt.KeyboardModifier.AltModifier | Qt.KeyboardModifier.MetaModifier)
+
+
 def key_command(event: QKeyEvent) -> Optional[str]:
-    """The command bound to a key event, or None."""
-    mods = event.modifiers() & (Qt.ShiftModifier | Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)
-    return KEY_COMMANDS.get((event.key(), int(mods)))
+    """The command bound to a key event, or None (compared as enums: PyQt6 has no int flags)."""
+    mods = event.modifiers() & _MODIFIERS
+    for (key, wanted), command in KEY_COMMANDS.items():
+        if event.key() == key and mods == wanted:
+            return command
+    return None
 
 
 class SegmentationMapTool(QgsMapTool):
@@ -52,7 +60,7 @@ class SegmentationMapTool(QgsMapTool):
 
     def __init__(self, canvas: QgsMapCanvas) -> None:
         super().__init__(canvas)
-        self.setCursor(Qt.CrossCursor)
+        self.setCursor(Qt.CursorShape.CrossCursor)
         self.hover_enabled = False
         self._press: Optional[QPoint] = None
         self._press_map: Optional[QgsPointXY] = None
@@ -66,13 +74,13 @@ class SegmentationMapTool(QgsMapTool):
     # --- mouse ---
 
     def canvasPressEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802 (Qt override)
-        if e.button() == Qt.LeftButton:
+        if e.button() == Qt.MouseButton.LeftButton:
             self._press = QPoint(e.pixelPoint())
             self._press_map = QgsPointXY(e.mapPoint())
 
     def canvasMoveEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
         pos = e.pixelPoint()
-        if self._press is not None and e.buttons() & Qt.LeftButton:
+        if self._press is not None and e.buttons() & Qt.MouseButton.LeftButton:
             if self._band is not None or (pos - self._press).manhattanLength() >= DRAG_THRESHOLD_PX:
                 self._drag_band().setToCanvasRectangle(QRect(self._press, pos).normalized())
             return
@@ -85,10 +93,10 @@ class SegmentationMapTool(QgsMapTool):
     def canvasReleaseEvent(self, e: QgsMapMouseEvent) -> None:  # noqa: N802
         point = e.mapPoint()
         x, y = point.x(), point.y()  # copy now: the event's point dies with the event
-        if e.button() == Qt.RightButton:
+        if e.button() == Qt.MouseButton.RightButton:
             self.point_clicked.emit(x, y, EXCLUDE)
             return
-        if e.button() != Qt.LeftButton or self._press_map is None:
+        if e.button() != Qt.MouseButton.LeftButton or self._press_map is None:
             return
         start, dragged = self._press_map, self._band is not None
         self._end_drag()
@@ -99,7 +107,7 @@ class SegmentationMapTool(QgsMapTool):
 
     def _drag_band(self) -> QgsRubberBand:
         if self._band is None:
-            self._band = QgsRubberBand(self.canvas(), QgsWkbTypes.PolygonGeometry)
+            self._band = QgsRubberBand(self.canvas(), GEOMETRY_POLYGON)
             self._band.setStrokeColor(QColor(255, 170, 0))
             self._band.setFillColor(QColor(255, 170, 0, 40))
             self._band.setWidth(2)
@@ -120,8 +128,8 @@ class SegmentationMapTool(QgsMapTool):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         """Take the tool's keys from the canvas before shortcuts and Tab focus navigation do."""
-        if event.type() in (QEvent.ShortcutOverride, QEvent.KeyPress) and key_command(event):
-            if event.type() == QEvent.KeyPress:
+        if event.type() in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) and key_command(event):
+            if event.type() == QEvent.Type.KeyPress:
                 self.command_key.emit(key_command(event))
             event.accept()
             return True

@@ -10,8 +10,8 @@ from typing import Any, Optional
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
 
+from .core.qgis_compat import QAction
 from .toolbelt import log
 from .toolbelt.log import guarded
 from .toolbelt.metadata import icon_path, plugin_name
@@ -31,6 +31,7 @@ class AISegmentationPlugin:
         self.iface = iface
         self.action: Optional[QAction] = None
         self.settings_action: Optional[QAction] = None
+        self.coco_action: Optional[QAction] = None
         self.dock: Any = None
         self.controller: Any = None
         self.options_factory: Any = None
@@ -63,6 +64,10 @@ class AISegmentationPlugin:
         self.settings_action.setObjectName("AISegmentationSettingsAction")
         self.settings_action.triggered.connect(self._show_options)
         self.iface.addPluginToRasterMenu(MENU, self.settings_action)
+        self.coco_action = QAction(QIcon(icon_path()), "Export training data (COCO)…", window)
+        self.coco_action.setObjectName("AISegmentationCocoAction")
+        self.coco_action.triggered.connect(self._export_coco)
+        self.iface.addPluginToRasterMenu(MENU, self.coco_action)
 
         from .gui.options_page import OptionsFactory
 
@@ -78,13 +83,13 @@ class AISegmentationPlugin:
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
-        for action in (self.action, self.settings_action):
+        for action in (self.action, self.settings_action, self.coco_action):
             if action is not None:
                 self.iface.removePluginRasterMenu(MENU, action)
                 action.deleteLater()
         if self.action is not None:
             self.iface.removeToolBarIcon(self.action)
-        self.action = self.settings_action = None
+        self.action = self.settings_action = self.coco_action = None
         if self.options_factory is not None:
             self.iface.unregisterOptionsWidgetFactory(self.options_factory)
             self.options_factory = None
@@ -106,7 +111,7 @@ class AISegmentationPlugin:
         from .gui.controller import SegmentationController
 
         self.dock = AISegmentationDock(self.iface.mainWindow())
-        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.controller = SegmentationController(self.iface, self.dock, Settings.load(), self._open_setup)
         self.dock.set_layer(self.iface.activeLayer() if _is_raster(self.iface.activeLayer()) else None)
         self.dock.closedStateChanged.connect(self._dock_closed)
@@ -129,6 +134,12 @@ class AISegmentationPlugin:
     def _show_options(self, *_args: object) -> None:
         self.iface.showOptionsDialog(self.iface.mainWindow(), currentPage=plugin_name())
 
+    @guarded
+    def _export_coco(self, *_args: object) -> None:
+        from .gui.coco_dialog import open_export_dialog
+
+        open_export_dialog(self.iface)
+
     def _settings_saved(self, settings: Settings) -> None:
         if self.controller is not None:
             self.controller.apply_settings(settings)
@@ -139,7 +150,7 @@ class AISegmentationPlugin:
 
         dialog = SetupDialog(self.iface.mainWindow(), models_dir=Settings.load().models_dir)
         dialog.modelsChanged.connect(self._models_chosen)
-        dialog.exec_()
+        dialog.exec()
 
     @guarded
     def _models_chosen(self, encoder: str, decoder: str) -> None:

@@ -10,6 +10,7 @@ QGIS was built against is replaced.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.metadata
 import importlib.util
@@ -25,7 +26,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 from .errors import SegmentationError
 
@@ -33,6 +34,10 @@ log = logging.getLogger("ai_segmentation")
 
 DEPS_FOLDER = "ai_segmentation_deps"
 LOG_TAIL_LINES = 15  # pip lines quoted in an error message
+# The only programs the plugin starts: a Python interpreter running pip or one of samexporter's exporters
+# ("-m"), or a short script of the plugin's own ("-c", the find_spec probe). Never a shell.
+_MODULES = re.compile(r"pip|samexporter(\.[A-Za-z_][A-Za-z0-9_]*)+")
+_PYTHON_NAME = re.compile(r"python[0-9.]*(\.exe)?", re.IGNORECASE)
 
 
 class DependencyInstallError(SegmentationError):
@@ -280,6 +285,32 @@ class ProcessCancelledError(SegmentationError):
     """The user stopped a subprocess started by :func:`run_streaming`."""
 
 
+def python_argv(cmd: Sequence[str]) -> List[str]:
+    """``cmd`` as an argument list, if it is a command the plugin may start.
+
+    Allowed: ``[PYTHON, "-m", MODULE, ...]`` with MODULE ``pip`` or a ``samexporter.*`` module, and
+    ``[PYTHON, "-c", CODE, ...]``; PYTHON the absolute path of a ``python[X.Y][.exe]`` (found, or chosen by
+    the user).
+
+    Raises:
+        ValueError: any other shape, or a single command string.
+        FileNotFoundError: PYTHON does not exist.
+    """
+    if isinstance(cmd, (str, bytes)):
+        raise ValueError("a command must be a list of arguments, not one string")
+    argv = list(cmd)
+    if len(argv) < 3 or not all(isinstance(a, str) for a in argv):
+        raise ValueError(f"not a Python command: {argv!r}")
+    python, mode, target = argv[:3]
+    if not os.path.isabs(python) or not _PYTHON_NAME.fullmatch(os.path.basename(python)):
+        raise ValueError(f"a Python interpreter must be given by its absolute path, not '{python}'")
+    if not (mode == "-c" or (mode == "-m" and _MODULES.fullmatch(target))):
+        raise ValueError(f"the plugin only runs pip, samexporter or its own probe, not '{mode} {target}'")
+    if not os.path.isfile(python):
+        raise FileNotFoundError(errno.ENOENT, "no Python interpreter at this path", python)
+    return argv
+
+
 def _pump(stream: IO[str], out: queue.Queue[Optional[str]]) -> None:
     for raw in stream:
         out.put(raw.rstrip("\r\n"))
@@ -301,18 +332,20 @@ def run_streaming(
         ``(exit code, all output lines)``.
 
     Raises:
+        ValueError: ``cmd`` is not a command :func:`python_argv` allows.
         OSError: the program could not be started.
         ProcessCancelledError: ``cancelled()`` turned True.
     """
+    argv = python_argv(cmd)
     full_env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", **(env or {}))
     flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window flashing up on Windows
-    proc = subprocess.Popen(
-        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(  # nosec B603  # argv checked by python_argv: absolute Python path, no shell
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=full_env, creationflags=flags, text=True, encoding="utf-8", errors="replace",
     )
-    assert proc.stdout is not None
+    stdout = cast(IO[str], proc.stdout)  # never None with stdout=PIPE
     lines_q: queue.Queue[Optional[str]] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines_q), daemon=True).start()
+    threading.Thread(target=_pump, args=(stdout, lines_q), daemon=True).start()
     lines: List[str] = []
     while True:
         try:
@@ -383,7 +416,7 @@ def install(
     log.info("installing %s: %s", ", ".join(packages), manual)
     try:
         code, lines = run_streaming(cmd, on_line, cancelled, env={"PIP_NO_INPUT": "1"})
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise DependencyInstallError(f"could not start '{python}' ({exc}). Run by hand:\n{manual}") from None
     except ProcessCancelledError:
         raise DependencyInstallError(

@@ -24,7 +24,7 @@ _LOG = logging.getLogger("ai_segmentation")
 
 class _EncodeTask(QgsTask):
     def __init__(self, description: str, segmenter: RasterSegmenter) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.segmenter = segmenter
         self.error: Optional[str] = None
 

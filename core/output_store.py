@@ -47,6 +47,7 @@ from .gpkg_io import (
     write_layer,
 )
 from .mask_ops import EmptyMaskError
+from .qgis_compat import GEOMETRY_POLYGON, WKT_PREFERRED_GDAL
 
 LOG = logging.getLogger("ai_segmentation")
 
@@ -86,7 +87,7 @@ def to_qgs_geometry(wkb: bytes) -> QgsGeometry:
 
 
 def _gdal_wkt(crs: QgsCoordinateReferenceSystem) -> str:
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL) if crs.isValid() else ""
+    return crs.toWkt(WKT_PREFERRED_GDAL) if crs.isValid() else ""
 
 
 def measure(geometry: QgsGeometry, crs: QgsCoordinateReferenceSystem,
@@ -188,7 +189,7 @@ class OutputStore:
         """
         if geometry is None or geometry.isNull() or geometry.isEmpty():
             raise EmptyMaskError("The object is empty: there is nothing to save.")
-        if geometry.type() != QgsWkbTypes.PolygonGeometry:
+        if geometry.type() != GEOMETRY_POLYGON:
             kind = QgsWkbTypes.displayString(geometry.wkbType())
             raise StoreWriteError(f"Only polygons can be saved, got {kind}.")
         geometry = _reprojected(geometry, crs or self._crs, self._crs)

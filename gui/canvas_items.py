@@ -19,13 +19,13 @@ from qgis.core import (
     QgsPointXY,
     QgsProject,
     QgsRectangle,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsMapCanvas, QgsMapCanvasItem, QgsRubberBand, QgsVertexMarker
 from qgis.PyQt.QtCore import QPointF, QRectF, Qt
 from qgis.PyQt.QtGui import QColor, QImage, QPainter, QPolygonF, QTransform
 
 from ..core.geo import apply_geotransform
+from ..core.qgis_compat import GEOMETRY_POLYGON
 from .prompts import INCLUDE, PromptSet
 
 INCLUDE_COLOR = QColor(30, 200, 60)
@@ -71,7 +71,7 @@ class PromptMarkers:
                 continue  # a point the canvas CRS cannot show is simply not drawn
             marker = QgsVertexMarker(self.canvas)
             color = INCLUDE_COLOR if label == INCLUDE else EXCLUDE_COLOR
-            marker.setIconType(QgsVertexMarker.ICON_CIRCLE)
+            marker.setIconType(QgsVertexMarker.IconType.ICON_CIRCLE)
             marker.setIconSize(16)
             marker.setPenWidth(2)
             marker.setColor(QColor(255, 255, 255))  # a white ring shows on any imagery and preview
@@ -79,11 +79,11 @@ class PromptMarkers:
             marker.setCenter(point)
             self._markers.append(marker)
         if prompts.box is not None:
-            band = QgsRubberBand(self.canvas, QgsWkbTypes.PolygonGeometry)
+            band = QgsRubberBand(self.canvas, GEOMETRY_POLYGON)
             band.setStrokeColor(BOX_COLOR)
             band.setFillColor(QColor(0, 0, 0, 0))
             band.setWidth(2)
-            band.setLineStyle(Qt.DashLine)
+            band.setLineStyle(Qt.PenStyle.DashLine)
             band.setToGeometry(QgsGeometry.fromRect(QgsRectangle(*prompts.box)), crs if xform else None)
             self._box = band
 
@@ -109,7 +109,7 @@ def mask_image(mask: np.ndarray, color: QColor = MASK_COLOR) -> QImage:
     for i, alpha in ((1, 255), (2, MASK_ALPHA)):
         lut[i] = [c * alpha // 255 for c in (color.red(), color.green(), color.blue())] + [alpha]  # premultiplied
     rgba = lut.view(np.uint32).ravel()[code]
-    image = QImage(rgba.data, w, h, 4 * w, QImage.Format_RGBA8888_Premultiplied)
+    image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888_Premultiplied)
     return image.copy()  # own the pixels: rgba is freed when this returns
 
 

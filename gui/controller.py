@@ -380,7 +380,7 @@ class SegmentationController(QObject):
     def on_setup_requested(self) -> None:
         if self._open_setup is not None:
             self._open_setup()
-        self.refresh_models()
+        self.apply_settings(Settings.load())  # the dialog may have chosen another models folder
 
     # --- lifecycle ---
 

@@ -21,7 +21,7 @@ def ask_export_target(parent: QWidget, layer: Optional[QgsVectorLayer]) -> Optio
     folder = settings.value(_LAST_DIR, QgsProject.instance().homePath() or os.path.expanduser("~"))
     path, _ = QFileDialog.getSaveFileName(
         parent, f"{plugin_name()}: export to GeoPackage", folder, "GeoPackage (*.gpkg)",
-        options=QFileDialog.DontConfirmOverwrite,  # other layers of an existing file are kept
+        options=QFileDialog.Option.DontConfirmOverwrite,  # other layers of an existing file are kept
     )
     if not path:
         return None
@@ -30,7 +30,7 @@ def ask_export_target(parent: QWidget, layer: Optional[QgsVectorLayer]) -> Optio
     settings.setValue(_LAST_DIR, os.path.dirname(path))
     default = layer.name() if layer is not None else "objects"
     name, ok = QInputDialog.getText(parent, plugin_name(), "Layer name in the GeoPackage:",
-                                    QLineEdit.Normal, default)
+                                    QLineEdit.EchoMode.Normal, default)
     if not ok or not name.strip():
         return None
     return path, name.strip()
@@ -38,9 +38,10 @@ def ask_export_target(parent: QWidget, layer: Optional[QgsVectorLayer]) -> Optio
 
 def confirm_replace(parent: QWidget, message: str) -> bool:
     """Ask before replacing an existing layer."""
-    answer = QMessageBox.question(parent, plugin_name(), message + "\n\nReplace it?",
-                                  QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
-    return answer == QMessageBox.Yes
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(parent, plugin_name(), message + "\n\nReplace it?", buttons,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def export_interactively(parent: QWidget, output: OutputManager) -> None:

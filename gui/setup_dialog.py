@@ -1,24 +1,22 @@
-"""First-run setup: Python packages (installed on consent), model files, int8 encoder.
+"""First-run setup: Python packages (installed on consent) and models (catalogue, own pairs, export).
 
 The widget only calls core functions; every long job runs in a QgsTask (pip,
-discovery, export, quantisation) or through QGIS's network stack (download),
-with progress and Cancel.
+discovery, checks, export, quantisation) or through QGIS's network stack
+(downloads), with progress and Cancel.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-from qgis.core import QgsApplication, QgsNetworkAccessManager, QgsTask
+from qgis.core import QgsApplication, QgsNetworkAccessManager
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtNetwork import QNetworkProxy
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -26,8 +24,6 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
@@ -36,71 +32,59 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core import catalogue
 from ..core import dependency_manager as deps
 from ..core import model_manager as mm
-from ..core import quantize
+from ..core import model_pairs as mp
+from ..core.catalogue_download import CatalogueDownload
 from ..core.errors import SegmentationError
 from ..core.model_download import ModelDownload
+from ..core.model_record import UserRecord, check_custom, profile_paths
 from ..toolbelt.log import guarded
-from ..toolbelt.metadata import PLUGIN_DIR
+from ..toolbelt.models import search_folders
+from ..toolbelt.settings import Settings
+from .setup_advanced import AdvancedActions
+from .setup_models import ModelsPanel
+from .setup_task import Job, SetupTask
 
 log = logging.getLogger("ai_segmentation")
-Job = Callable[[Callable[[str], None], Callable[[], bool]], Any]  # job(on_line, cancelled) -> result
 
 
-class _Task(QgsTask):
-    """Runs ``job(on_line, cancelled)`` off the GUI thread; results arrive through signals."""
-
-    line = pyqtSignal(str)
-    done = pyqtSignal(bool, str, object)  # ok, error message, result
-
-    def __init__(self, title: str, job: Job) -> None:
-        super().__init__(title, QgsTask.CanCancel)
-        self._job, self._result, self._error = job, None, ""
-
-    def run(self) -> bool:
-        try:
-            self._result = self._job(self.line.emit, self.isCanceled)
-        except SegmentationError as exc:
-            self._error = str(exc)
-        except Exception as exc:  # shown to the user in the log view, with the traceback in the log
-            log.exception("setup task '%s' failed", self.description())
-            self._error = f"unexpected error: {type(exc).__name__}: {exc}"
-        return not self._error and not self.isCanceled()
-
-    def finished(self, ok: bool) -> None:
-        self.done.emit(ok, self._error or ("cancelled" if self.isCanceled() else ""), self._result)
-
-
-class SetupDialog(QDialog):
+class SetupDialog(AdvancedActions, QDialog):
     """Setup of packages and models.
 
     Args:
         parent: parent widget (the dock).
-        models_dir: the user's models folder; downloads, exports and int8 encoders go there.
+        models_dir: the models folder; downloads, exports and int8 encoders go there
+            (default: ``<profile>/ai_segmentation/models``).
         profile_dir: QGIS profile folder; defaults to ``QgsApplication.qgisSettingsDirPath()``.
 
     Signals:
         modelsChanged(encoder, decoder): a usable pair was chosen or newly made.
+        modelsDirChanged(folder): another models folder was chosen (it is saved in the settings).
         dependenciesInstalled(): packages were installed and put on ``sys.path``.
     """
 
     modelsChanged = pyqtSignal(str, str)  # noqa: N815 (Qt signal naming)
+    modelsDirChanged = pyqtSignal(str)  # noqa: N815
     dependenciesInstalled = pyqtSignal()  # noqa: N815
 
     def __init__(self, parent: Optional[QWidget] = None, models_dir: Optional[str] = None,
                  profile_dir: Optional[str] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("AI Segmentation setup")
-        self.resize(760, 640)
+        self.resize(860, 820)
         self.profile_dir = Path(profile_dir or QgsApplication.qgisSettingsDirPath())
-        self.models_dir = Path(models_dir or PLUGIN_DIR / "models")
+        self.paths = profile_paths(self.profile_dir)
+        self.models_dir = Path(models_dir or self.paths["models"])
+        self.cache_path = self.paths["index"]
+        self.catalogue = catalogue.shipped()
         self.deps_target = deps.deps_dir(self.profile_dir)
-        self.cache_path = self.profile_dir / "ai_segmentation" / "model_index.json"
         self.entries: List[mm.ModelEntry] = []
-        self._task: Optional[_Task] = None
-        self._download: Optional[ModelDownload] = None
-        self._select_after_refresh = False
+        self.pairs: List[mp.ModelPair] = []
+        self._task: Optional[SetupTask] = None
+        self._download: Optional[Any] = None  # a ModelDownload or CatalogueDownload in progress
+        self._select_after_refresh: Optional[str] = None  # pair key to emit once found ("files": the best)
         self._missing: List[deps.Requirement] = []
         self._build_ui()
         self.refresh_dependencies()
@@ -113,7 +97,7 @@ class SetupDialog(QDialog):
         pkg = QGroupBox("Python packages")
         pcol = QVBoxLayout(pkg)
         self.deps_label = QLabel()
-        self.deps_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.deps_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.with_onnx = QCheckBox("Also install onnx (needed only to build the fast int8 encoder)")
         self.install_button = QPushButton("Install missing packages…")
         self.install_button.clicked.connect(self._action(self.install_dependencies))
@@ -122,37 +106,23 @@ class SetupDialog(QDialog):
         pcol.addWidget(self.install_button)
         col.addWidget(pkg)
 
-        models = QGroupBox(f"Models (in {self.models_dir})")
-        mcol = QVBoxLayout(models)
-        self.model_list = QListWidget()
-        self.pair_label = QLabel()
-        self.pair_label.setWordWrap(True)
-        row = QHBoxLayout()
-        self.spec_combo = QComboBox()
-        for spec in mm.REGISTRY.values():
-            self.spec_combo.addItem(spec.title, spec.key)
-        buttons = [
-            ("Download checkpoint", self.download_checkpoint),
-            ("Export from checkpoint…", self.export_checkpoint),
-            ("Build fast int8 encoder", self.build_int8),
-            ("Refresh", self.refresh_models),
+        self.panel = ModelsPanel(list(self.catalogue.checkpoints.values()))
+        self.panel.connect_buttons({text: self._action(slot) for text, slot in (
+            ("Choose folder…", self.choose_models_dir), ("Download", self.download_model),
+            ("Add model…", self.add_model), ("Remove model", self.remove_model),
+            ("Download checkpoint", self.download_checkpoint), ("Export from checkpoint…", self.export_checkpoint),
+            ("Build fast int8 encoder", self.build_int8), ("Refresh", self.refresh_models),
             ("Use these models", self.use_pair),
-        ]
-        row.addWidget(self.spec_combo)
-        self.model_buttons = {}
-        for text, slot in buttons:
-            b = QPushButton(text)
-            b.clicked.connect(self._action(slot))
-            row.addWidget(b)
-            self.model_buttons[text] = b
-        mcol.addWidget(self.model_list)
-        mcol.addWidget(self.pair_label)
-        mcol.addLayout(row)
-        col.addWidget(models)
+        )})
+        self.panel.catalogue.itemSelectionChanged.connect(self._show_choice)
+        self.panel.custom_list.itemSelectionChanged.connect(self._show_choice)
+        self.model_list, self.pair_label = self.panel.model_list, self.panel.pair_label
+        col.addWidget(self.panel, 1)
 
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setMaximumHeight(140)
         self.progress = QProgressBar()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._action(self.cancel))
@@ -161,7 +131,7 @@ class SetupDialog(QDialog):
         prow.addWidget(self.cancel_button)
         col.addWidget(self.log_view)
         col.addLayout(prow)
-        close = QDialogButtonBox(QDialogButtonBox.Close)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)
         col.addWidget(close)
         self._set_busy(False)
@@ -184,8 +154,7 @@ class SetupDialog(QDialog):
         self.progress.setValue(0)
         self.cancel_button.setEnabled(busy)
         self.install_button.setEnabled(not busy)
-        for b in self.model_buttons.values():
-            b.setEnabled(not busy)
+        self.panel.set_busy(busy)
 
     def _log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
@@ -194,7 +163,7 @@ class SetupDialog(QDialog):
         """Run ``job`` in a QgsTask; ``on_done(result)`` runs on success, errors go to the log view."""
         self._log(f"— {title}")
         self._set_busy(True)
-        task = _Task(title, job)
+        task = SetupTask(title, job)
         task.line.connect(self._log)
 
         def done(ok: bool, error: str, result: Any) -> None:
@@ -240,7 +209,8 @@ class SetupDialog(QDialog):
 
     def _proxy(self) -> Optional[str]:
         proxy = QgsNetworkAccessManager.instance().fallbackProxy()
-        if proxy.type() in (QNetworkProxy.HttpProxy, QNetworkProxy.HttpCachingProxy) and proxy.hostName():
+        http = (QNetworkProxy.ProxyType.HttpProxy, QNetworkProxy.ProxyType.HttpCachingProxy)
+        if proxy.type() in http and proxy.hostName():
             return f"http://{proxy.hostName()}:{proxy.port()}"
         return None
 
@@ -253,7 +223,7 @@ class SetupDialog(QDialog):
         python = deps.qgis_python()
         plan = deps.install_plan(wanted, self.deps_target, python)
         answer = QMessageBox.question(self, "Install Python packages", plan + "\n\nInstall now?")
-        if answer != QMessageBox.Yes:
+        if answer != QMessageBox.StandardButton.Yes:
             return
         specs, target, proxy = [r.pip_spec for r in wanted], self.deps_target, self._proxy()
 
@@ -268,135 +238,154 @@ class SetupDialog(QDialog):
 
     # ---------------------------------------------------------------- models
 
-    def folders(self) -> List[Path]:
-        return list(dict.fromkeys([PLUGIN_DIR / "models", self.models_dir]))
+    def folders(self) -> List[str]:
+        return search_folders(str(self.models_dir))
+
+    def record(self) -> UserRecord:
+        return UserRecord(self.paths["record"])
+
+    def choose_models_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Models folder", str(self.models_dir))
+        if path:
+            self.set_models_dir(path)
+
+    def set_models_dir(self, path: str) -> None:
+        """Use ``path`` as the models folder from now on (saved in the settings) and look in it."""
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SegmentationError(f"cannot use '{path}' as the models folder: {exc}") from None
+        self.models_dir = Path(path)
+        replace(Settings.load(), models_dir=str(self.models_dir)).save()
+        self._log(f"Models folder: {self.models_dir}")
+        self.modelsDirChanged.emit(str(self.models_dir))
+        self.refresh_models()
 
     def refresh_models(self) -> None:
-        """Re-discover model files (validation runs in a task; results are cached)."""
-        folders, cache = self.folders(), self.cache_path
+        """Re-discover and check the model files (in a task; results are cached)."""
+        folders, cache, record = self.folders(), self.cache_path, self.record()
+        extra = mp.installed_files(self.models_dir, self.catalogue) + list(record.files())
+        known = {**self.catalogue.known_sha256(), **record.known()}
+        self.panel.show_folder(str(self.models_dir))
 
         def job(on_line: Callable[[str], None], cancelled: Callable[[], bool]) -> List[mm.ModelEntry]:
-            return mm.discover(folders, cache, lambda i, n, p: on_line(f"checking {p}"), cancelled)
+            return mm.discover(folders, cache, lambda i, n, p: on_line(f"checking {p}"), cancelled, extra, known)
 
         self._start("Looking for models", job, self._show_models)
 
     def _show_models(self, entries: List[mm.ModelEntry]) -> None:
         self.entries = entries
-        self.model_list.clear()
-        for e in entries:
-            item = QListWidgetItem(mm.describe(e))
-            item.setToolTip(e.path)
-            item.setData(Qt.UserRole, e.path)
-            self.model_list.addItem(item)
-        if not entries:
-            self.model_list.addItem("No model files yet: download a checkpoint and export it, or copy "
-                                    f"samexporter .onnx files into {self.models_dir}")
-        pair = self.selected_pair()
-        if pair and self._select_after_refresh:  # a new int8 encoder or export is used at once
-            self._select_after_refresh = False
-            self.modelsChanged.emit(*pair)
-        self.pair_label.setText(
-            f"Will use: {os.path.basename(pair[0])} + {os.path.basename(pair[1])}" if pair
-            else "No usable encoder + decoder pair yet."
-        )
+        self.pairs = mp.available_pairs(self.models_dir, entries, self.catalogue, self.record())
+        self.panel.show_catalogue(mp.catalogue_rows(self.catalogue, self.pairs), self.panel.selected_catalogue())
+        self.panel.show_custom([p for p in self.pairs if p.source == "custom"], self.panel.selected_custom())
+        folders = {Path(d) for d in self.folders()}
+        self.panel.show_files([e for e in entries if Path(e.path).parent in folders], self.folders())
+        key, self._select_after_refresh = self._select_after_refresh, None
+        chosen = next((p for p in self.pairs if p.key == key and p.ok), None)
+        if chosen is not None:  # a new download, own model, int8 encoder or export is used at once
+            self.modelsChanged.emit(chosen.encoder, chosen.decoder)
+        self._show_choice()
 
-    def selected_pair(self) -> Optional[tuple]:
-        """``(encoder, decoder)`` the plugin should use (int8 encoder preferred), or None."""
-        return mm.best_pair(self.entries)
+    def selected_pair(self) -> Optional[mp.ModelPair]:
+        """The pair chosen in the lists if it is usable, else the best one (int8 encoder preferred)."""
+        keys = [f"catalogue:{self.panel.selected_catalogue()}", f"custom:{self.panel.selected_custom()}"]
+        return next((p for p in self.pairs if p.key in keys and p.ok), None) or mp.best(self.pairs)
+
+    def _show_choice(self) -> None:
+        self.panel.show_pair(self.selected_pair())
 
     def use_pair(self) -> None:
         pair = self.selected_pair()
-        if pair:
-            self.modelsChanged.emit(*pair)
+        if pair is None:
+            raise SegmentationError("no usable encoder + decoder pair yet: download a ready-made model first")
+        self._log(f"Using {pair.describe()}")
+        self.modelsChanged.emit(pair.encoder, pair.decoder)
+
+    def _watch(self, download: Any, done: Callable[[bool, str], None]) -> None:
+        self._download = download
+        self._set_busy(True, 1000)
+        download.finished.connect(guarded(done))
+        download.start()
+
+    def _show_progress(self, received: int, total: int, share: float = 1.0, before: float = 0.0) -> None:
+        if total > 0:
+            self.progress.setValue(int(1000 * (before + share * received / total)))
+
+    def download_model(self) -> None:
+        """Download, check and install the catalogue model selected in the list."""
+        model_id = self.panel.selected_catalogue()
+        if model_id is None:
+            raise SegmentationError("choose a model in the list of ready-made models first")
+        model = self.catalogue.model(model_id)
+        self._log(f"— Downloading {model.title} ({model.size_mb:.0f} MB) into {self.models_dir}")
+        dl = CatalogueDownload(model, self.models_dir, self.paths["record"], self.cache_path, self)
+        dl.progress.connect(lambda i, n, got, total: self._show_progress(got, total, 1 / n, i / n))
+        self._watch(dl, lambda ok, message: self._model_downloaded(ok, message, dl))
+
+    def _model_downloaded(self, ok: bool, message: str, dl: CatalogueDownload) -> None:
+        self._download = None
+        self._set_busy(False)
+        self._log(message)
+        if ok and dl.pair is not None:
+            self._select_after_refresh = dl.pair.key
+        elif "cancelled" not in message:
+            QMessageBox.warning(self, "Download", message)
+        self.refresh_models()
+
+    def add_model(self) -> None:
+        """Add an encoder + decoder pair under a name (checked by the engine first)."""
+        name, ok = QInputDialog.getText(self, "Add a model", "Name of the model (e.g. 'SAM roofs, fine-tuned'):")
+        if not ok:
+            return
+        onnx = "ONNX models (*.onnx)"
+        encoder = QFileDialog.getOpenFileName(self, f"Encoder of '{name}'", str(self.models_dir), onnx)[0]
+        decoder = encoder and QFileDialog.getOpenFileName(self, f"Decoder of '{name}'",
+                                                          str(Path(encoder).parent), onnx)[0]
+        if encoder and decoder:
+            self.add_model_files(name, encoder, decoder)
+
+    def add_model_files(self, name: str, encoder: str, decoder: str) -> None:
+        """Check ``encoder`` + ``decoder`` in a task, then record them as ``name``."""
+        if name.strip() in self.record().custom:
+            raise SegmentationError(f"a model named '{name.strip()}' exists: remove it first, or choose another name")
+        cache = mm.HashCache(self.cache_path)
+
+        def job(on_line: Callable[[str], None], cancelled: Callable[[], bool]) -> Any:
+            on_line(f"checking {encoder} and {decoder}")
+            return check_custom(name, encoder, decoder, cache, cancelled)
+
+        def added(model: Any) -> None:
+            record = self.record()
+            record.custom[model.name] = model
+            record.save()
+            self._log(f"Added '{model.name}' ({model.family})")
+            self._select_after_refresh = f"custom:{model.name}"
+            self.refresh_models()
+
+        self._start(f"Adding '{name.strip()}'", job, added)
+
+    def remove_model(self) -> None:
+        name = self.panel.selected_custom()
+        if name is None:
+            raise SegmentationError("choose one of your own models in the list first")
+        record = self.record()
+        record.remove_custom(name)
+        record.save()
+        self._log(f"Removed '{name}' from the list (its files were left where they are)")
+        self.refresh_models()
 
     def download_checkpoint(self) -> None:
-        spec = mm.REGISTRY[self.spec_combo.currentData()]
-        ckpt = spec.checkpoint
-        if not ckpt.downloadable:
-            raise SegmentationError(f"{spec.title}: no download with a known checksum; {ckpt.how}")
-        dest = self.models_dir / ckpt.filename
+        ckpt = self.catalogue.checkpoints[self.panel.spec_combo.currentData()]
+        dest = self.models_dir / ckpt.name
         self._log(f"— Downloading {ckpt.url} to {dest}")
-        self._set_busy(True, 1000)
-        self._download = ModelDownload(ckpt.url, dest, ckpt.sha256, self)
-        self._download.progress.connect(self._download_progress)
-        self._download.finished.connect(guarded(self._download_done))
-        self._download.start()
+        dl = ModelDownload(ckpt.url, dest, ckpt.sha256, self)
+        dl.progress.connect(self._show_progress)
+        self._watch(dl, self._checkpoint_downloaded)
 
-    def _download_progress(self, received: int, total: int) -> None:
-        if total > 0:
-            self.progress.setValue(int(1000 * received / total))
-
-    def _download_done(self, ok: bool, message: str) -> None:
+    def _checkpoint_downloaded(self, ok: bool, message: str) -> None:
         self._download = None
         self._set_busy(False)
         self._log(f"Downloaded {message}; now press 'Export from checkpoint…'." if ok else message)
         if not ok and "cancelled" not in message:
             QMessageBox.warning(self, "Download", message)
-        self.refresh_models()
-
-    def export_checkpoint(self) -> None:
-        ckpt, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", str(self.models_dir),
-                                              "PyTorch checkpoints (*.pth *.pt)")
-        if not ckpt:
-            return
-        model_type = mm.guess_model_type(ckpt)
-        if model_type is None:
-            keys = list(mm.REGISTRY)
-            model_type, ok = QInputDialog.getItem(self, "SAM model type", "Model type of this checkpoint",
-                                                  keys, 0, False)
-            if not ok:
-                return
-        python = deps.find_python(sys.executable, sys.exec_prefix)
-        found = deps.probe_modules(python, mm.EXPORT_MODULES) if python else {}
-        absent = [m for m in mm.EXPORT_MODULES if not found.get(m)]
-        if absent:
-            box = QMessageBox(QMessageBox.Question, "Export from checkpoint",
-                              f"QGIS's Python lacks {', '.join(absent)}. Export with another Python that has "
-                              "PyTorch and samexporter, or show the commands to run by hand?", parent=self)
-            choose = box.addButton("Choose Python…", QMessageBox.AcceptRole)
-            box.addButton("Show commands", QMessageBox.RejectRole)
-            box.exec_()
-            python = None
-            if box.clickedButton() is choose:
-                python = QFileDialog.getOpenFileName(self, "Python with PyTorch and samexporter")[0] or None
-            found = deps.probe_modules(python, mm.EXPORT_MODULES) if python else {}
-        if not python or not all(found.get(m) for m in mm.EXPORT_MODULES):
-            text = mm.export_instructions(ckpt, model_type, self.models_dir)
-            self._log(text)
-            QMessageBox.information(self, "Export by hand", text)
-            return
-        self._run_export(python, ckpt, model_type)
-
-    def _run_export(self, python: str, ckpt: str, model_type: str) -> None:
-        out_dir = self.models_dir
-
-        def job(on_line: Callable[[str], None], cancelled: Callable[[], bool]) -> List[Path]:
-            return mm.run_export(python, ckpt, model_type, out_dir, on_line, cancelled)
-
-        self._start(f"Exporting {os.path.basename(ckpt)}", job, self._made_models)
-
-    def build_int8(self) -> None:
-        reason = quantize.unavailable_reason()
-        if reason:
-            raise SegmentationError(reason)
-        item = self.model_list.currentItem()
-        enc = mm.fp32_encoder(self.entries, item.data(Qt.UserRole) if item else None)
-        if enc is None:
-            raise SegmentationError("no fp32 encoder to quantise: export or copy one into the models folder")
-        dst = self.models_dir / quantize.int8_path(enc.path).name
-        src = enc.path
-
-        def job(on_line: Callable[[str], None], cancelled: Callable[[], bool]) -> List[Path]:
-            on_line("quantising: seconds for ViT-B, longer for ViT-H; Cancel discards the result at the end")
-            path = quantize.build_int8_encoder(src, dst)
-            if cancelled():
-                path.unlink()
-                return []
-            return [path]
-
-        self._start(f"Building int8 encoder from {os.path.basename(src)}", job, self._made_models)
-
-    def _made_models(self, paths: List[Path]) -> None:
-        self._log("Written: " + ", ".join(str(p) for p in paths))
-        self._select_after_refresh = True
         self.refresh_models()

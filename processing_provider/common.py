@@ -21,15 +21,15 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
     QgsRasterLayer,
-    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QDateTime, QVariant
+from qgis.PyQt.QtCore import QDateTime
 
 from ..core.crops import CropSpec
 from ..core.embedding_cache import EmbeddingCache
 from ..core.errors import SegmentationError
 from ..core.geo import Extent
 from ..core.output_store import SCHEMA, measure, to_qgs_geometry
+from ..core.qgis_compat import WKB_MULTIPOLYGON, make_field
 from ..core.qgis_raster import source_from_layer
 from ..core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
 from ..toolbelt.metadata import PLUGIN_DIR
@@ -38,8 +38,7 @@ from ..toolbelt.settings import Settings
 
 INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
 CANCELED = "Canceled: no output was written."
-_QVARIANT = {ogr.OFTString: QVariant.String, ogr.OFTReal: QVariant.Double, ogr.OFTInteger: QVariant.Int,
-             ogr.OFTDateTime: QVariant.DateTime}
+_FIELD_KINDS = {ogr.OFTString: "string", ogr.OFTReal: "double", ogr.OFTInteger: "int", ogr.OFTDateTime: "datetime"}
 
 
 class AlgorithmBase(QgsProcessingAlgorithm):
@@ -85,11 +84,11 @@ class AlgorithmBase(QgsProcessingAlgorithm):
                      crs: QgsCoordinateReferenceSystem, features: List[QgsFeature]) -> str:
         """Create OUTPUT and write ``features``. Called once everything is computed, so a failure or
         a cancel before it leaves no partial output."""
-        sink, dest = self.parameterAsSink(parameters, OUTPUT, context, fields, QgsWkbTypes.MultiPolygon, crs)
+        sink, dest = self.parameterAsSink(parameters, OUTPUT, context, fields, WKB_MULTIPOLYGON, crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, OUTPUT))
         for feature in features:
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return dest
 
     def segmenter(self, parameters: Dict[str, Any], context: QgsProcessingContext,
@@ -155,7 +154,7 @@ def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
     """The output-layer schema of the dock's GeoPackage (core.output_store.SCHEMA), then ``extra``."""
     fields = QgsFields()
     for name, kind in SCHEMA:
-        fields.append(QgsField(name, _QVARIANT[kind]))
+        fields.append(make_field(name, _FIELD_KINDS[kind]))
     for f in extra or []:
         fields.append(f)
     return fields

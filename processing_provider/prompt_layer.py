@@ -17,6 +17,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from ..core.qgis_compat import GEOMETRY_POINT, GEOMETRY_POLYGON
 from ..core.segmenter import MapPrompt
 
 LABEL_FIELD = "label"  # 1 include, 0 exclude; missing or NULL: include
@@ -88,12 +89,12 @@ def read_objects(source: QgsFeatureSource, group_field: str, raster_crs: QgsCoor
         obj = objects.setdefault(key, PromptObject(None if _is_null(value) else value))
         obj.feature_ids.append(fid)
         kind = geometry.type()
-        if kind == QgsWkbTypes.PointGeometry:
+        if kind == GEOMETRY_POINT:
             label = _label(feature.attributes()[label_index], fid) if label_index >= 0 else 1
             for vertex in geometry.vertices():
                 obj.points.append((vertex.x(), vertex.y()))
                 obj.labels.append(label)
-        elif kind == QgsWkbTypes.PolygonGeometry:
+        elif kind == GEOMETRY_POLYGON:
             if obj.box is not None:
                 raise QgsProcessingException(
                     f"{obj.name} has more than one polygon: an object takes at most one box.")

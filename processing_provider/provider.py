@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..toolbelt.metadata import icon_path, plugin_name
 from .encode_algorithm import EncodeAlgorithm
+from .export_coco_algorithm import ExportCocoAlgorithm
 from .segment_everything_algorithm import SegmentEverythingAlgorithm
 from .segment_prompts_algorithm import SegmentPromptsAlgorithm
 
@@ -26,3 +27,4 @@ class AISegmentationProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm()):
             self.addAlgorithm(algorithm)
+        self.addAlgorithm(ExportCocoAlgorithm())

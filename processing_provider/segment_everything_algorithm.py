@@ -7,8 +7,6 @@ import os
 from typing import Any, Dict, List
 
 from qgis.core import (
-    QgsField,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -16,7 +14,6 @@ from qgis.core import (
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core import automatic as amg
 from ..core.crops import CropSpec
@@ -24,6 +21,7 @@ from ..core.errors import SegmentationError
 from ..core.geo import extent_to_pixel_bounds, sub_geotransform
 from ..core.mask_ops import RefineParams
 from ..core.polygon_exporter import mask_to_polygons
+from ..core.qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, make_field
 from ..core.raster_source import RasterSource
 from ..core.segmenter import RasterSegmenter
 from .common import CANCELED, EXTENT, OUTPUT, AlgorithmBase, encode, object_feature, output_fields
@@ -82,17 +80,17 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
         self.addParameter(QgsProcessingParameterExtent(
             EXTENT, "Extent (default: the whole raster)", optional=True))
         for name, text, kind, default, lo, hi in _NUMBERS:
-            number = QgsProcessingParameterNumber.Integer if kind == "int" else QgsProcessingParameterNumber.Double
+            number = NUMBER_INTEGER if kind == "int" else NUMBER_DOUBLE
             param = QgsProcessingParameterNumber(name, text, number, default, minValue=lo)
             if hi is not None:
                 param.setMaximum(hi)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterNumber(
             SIMPLIFY, "Simplify tolerance (pixels; 0 keeps the pixel outline)",
-            QgsProcessingParameterNumber.Double, RefineParams().simplify_px, minValue=0.0))
+            NUMBER_DOUBLE, RefineParams().simplify_px, minValue=0.0))
         self.add_model_parameters()
         self.addParameter(QgsProcessingParameterFeatureSink(
-            OUTPUT, "Segmented objects", QgsProcessing.TypeVectorPolygon))
+            OUTPUT, "Segmented objects", SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
@@ -100,7 +98,7 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
         v = {name: (self.parameterAsInt if kind == "int" else self.parameterAsDouble)(parameters, name, context)
              for name, _, kind, _, _, _ in _NUMBERS}
         simplify = RefineParams(self.parameterAsDouble(parameters, SIMPLIFY, context), 0, 0)
-        fields = output_fields([QgsField("stability", QVariant.Double)])
+        fields = output_fields([make_field("stability", "double")])
         try:
             params = amg.AmgParams(v["POINTS_PER_SIDE"], v["POINTS_PER_BATCH"], v["PRED_IOU_THRESH"],
                                    v["STABILITY_SCORE_THRESH"], box_nms_thresh=v["BOX_NMS_THRESH"],

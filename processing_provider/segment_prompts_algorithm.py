@@ -8,7 +8,6 @@ from typing import Any, Dict, List
 from qgis.core import (
     QgsFeature,
     QgsField,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -17,11 +16,11 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import SegmentationError
 from ..core.mask_ops import EmptyMaskError, RefineParams
 from ..core.polygon_exporter import mask_to_polygons
+from ..core.qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, make_field
 from ..gui.prompts import PromptSet
 from .common import CANCELED, OUTPUT, AlgorithmBase, object_feature, output_fields, segment
 from .prompt_layer import LABEL_FIELD, read_objects
@@ -58,19 +57,19 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
         self.add_raster_parameters()
         self.addParameter(QgsProcessingParameterFeatureSource(
             PROMPTS, "Prompts (points and/or box polygons)",
-            [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon]))
+            [SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON]))
         self.addParameter(QgsProcessingParameterField(
             GROUP_FIELD, "Group field (features sharing a value form one object)", None, PROMPTS,
             optional=True))
         self.add_model_parameters()
         self.addParameter(QgsProcessingParameterNumber(
             SIMPLIFY, "Simplify tolerance (pixels; 0 keeps the pixel outline)",
-            QgsProcessingParameterNumber.Double, _DEFAULT.simplify_px, minValue=0.0))
+            NUMBER_DOUBLE, _DEFAULT.simplify_px, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(
             MIN_AREA, "Drop parts smaller than (pixels; the largest part is always kept)",
-            QgsProcessingParameterNumber.Integer, _DEFAULT.min_area_px, minValue=0))
+            NUMBER_INTEGER, _DEFAULT.min_area_px, minValue=0))
         self.addParameter(QgsProcessingParameterFeatureSink(
-            OUTPUT, "Segmented objects", QgsProcessing.TypeVectorPolygon))
+            OUTPUT, "Segmented objects", SOURCE_VECTOR_POLYGON))
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
@@ -86,7 +85,7 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
         objects = read_objects(source, group, crs, context.transformContext(), feedback)
         if not objects:
             raise QgsProcessingException("The prompt layer holds no point or polygon to segment.")
-        group_field = QgsField(source.fields().field(group)) if group else QgsField(GROUP_OUT, QVariant.LongLong)
+        group_field = QgsField(source.fields().field(group)) if group else make_field(GROUP_OUT, "int64")
         group_field.setName(GROUP_OUT)
         fields = output_fields([group_field])
         model = os.path.basename(segmenter.encoder_path)

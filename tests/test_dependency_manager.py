@@ -201,3 +201,18 @@ def test_cancelled_install_leaves_the_folder_empty(tmp_path, clean_sys_path):
 def test_missing_python_is_reported(tmp_path):
     with pytest.raises(dm.DependencyInstallError, match="could not start"):
         dm.install(["six"], tmp_path / "deps", python=str(tmp_path / "python3"))
+
+
+def test_only_python_commands_are_started(tmp_path):
+    """pip, samexporter and the probe run as argument lists of an absolute Python path; nothing else."""
+    py = sys.executable
+    assert dm.python_argv((py, "-m", "pip", "--version")) == [py, "-m", "pip", "--version"]
+    assert dm.python_argv([py, "-m", "samexporter.export_encoder", "--help"])[2] == "samexporter.export_encoder"
+    for bad in (f"{py} -m pip install x", [py, "-m", "http.server"], ["/bin/sh", "-c", "echo hi"], [py, "-c"],
+                ["python", "-m", "pip"], [py, "pip", "install"], [py, "-m", "pipx"]):
+        with pytest.raises(ValueError):
+            dm.python_argv(bad)
+    with pytest.raises(FileNotFoundError):
+        dm.python_argv([str(tmp_path / "python3"), "-m", "pip"])
+    with pytest.raises(ValueError, match="only runs pip"):
+        dm.run_streaming([py, "-m", "http.server"])

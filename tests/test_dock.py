@@ -211,14 +211,14 @@ def test_setup_button_opens_setup_dialog(loaded_plugin, monkeypatch, qgis_iface,
     encoder = loaded_plugin.controller.models.encoder
     opened = []
 
-    class FakeSetupDialog(QObject):  # the real one is modal: exec_() would block the test
+    class FakeSetupDialog(QObject):  # the real one is modal: exec() would block the test
         modelsChanged = pyqtSignal(str, str)  # noqa: N815 (the dialog's signal)
 
         def __init__(self, parent, models_dir):
             super().__init__()
             opened.append((parent, models_dir))
 
-        def exec_(self):
+        def exec(self):
             self.modelsChanged.emit(str(chosen_encoder), str(chosen_decoder))  # "Use these models"
             return 0
 

@@ -1,4 +1,4 @@
-"""Model registry, discovery with validation and a checksum cache, and samexporter export commands."""
+"""The engine's signature check, discovery with a checksum cache, the best pair, samexporter export commands."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from core import catalogue
+from core import model_export as mx
 from core import model_manager as mm
 from core.errors import ModelError
 
@@ -55,16 +57,15 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_registry_has_the_four_models_and_invents_no_checksum():
-    assert list(mm.REGISTRY) == ["vit_b", "vit_l", "vit_h", "mobile"]
-    for spec in mm.REGISTRY.values():
-        assert spec.checkpoint.url.startswith("https://") and spec.checkpoint.downloadable
-        assert re.fullmatch(r"[0-9a-f]{64}", spec.checkpoint.sha256)
-        roles = {(f.role, f.precision) for f in spec.files}
-        assert roles == {("encoder", "fp32"), ("encoder", "int8"), ("decoder", "fp32"), ("decoder", "int8")}
-        for f in spec.files:  # nobody hosts the ONNX files: described only
-            assert f.url is None and f.sha256 is None and not f.downloadable and f.how
-    assert mm.REGISTRY["vit_b"].checkpoint.url.endswith("/segment_anything/sam_vit_b_01ec64.pth")
+def test_checkpoints_come_from_the_catalogue_with_their_checksums():
+    ckpts = catalogue.shipped().checkpoints
+    assert list(ckpts) == ["vit_b", "vit_l", "vit_h", "mobile"]
+    for c in ckpts.values():
+        assert c.url.startswith("https://") and re.fullmatch(r"[0-9a-f]{64}", c.sha256)
+    assert ckpts["vit_b"].url.endswith("/segment_anything/sam_vit_b_01ec64.pth")
+    assert ckpts["vit_b"].sha256 == "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"
+    shipped = Path(mm.__file__).read_text() + Path(mx.__file__).read_text()
+    assert not re.search(r"[0-9a-f]{64}", shipped)  # checksums are data (issue #11), not code
 
 
 @pytest.mark.parametrize(("name", "key"), [
@@ -81,20 +82,39 @@ def test_precision_from_name():
     assert mm.precision_of("vit_b.encoder.preproc.onnx") == "fp32"
 
 
-def test_discovers_and_validates_the_tiny_models(models, tmp_path):
+def test_discovers_and_checks_the_tiny_models(models, tmp_path):
     found = mm.discover([models, tmp_path / "absent"], tmp_path / "cache.json")
     by_name = {Path(e.path).name: e for e in found}
     assert sorted(by_name) == ["tiny.decoder.onnx", "tiny.encoder.onnx", "tiny.encoder.preproc.onnx"]
-    assert all(e.ok and e.error is None and not e.verified for e in found)
-    assert by_name["tiny.encoder.preproc.onnx"].role == "encoder"
-    assert by_name["tiny.encoder.preproc.onnx"].preprocess_in_graph
-    assert not by_name["tiny.encoder.onnx"].preprocess_in_graph
-    assert by_name["tiny.decoder.onnx"].role == "decoder"
+    assert all(e.ok and e.checked and e.error is None and not e.verified for e in found)
+    assert {e.family for e in found} == {"sam"}
+    assert [by_name[n].role for n in sorted(by_name)] == ["decoder", "encoder", "encoder"]
     for name, e in by_name.items():
         assert e.sha256 == _sha(models / name) and e.size == (models / name).stat().st_size
     assert mm.best_pair(found) == (str(models / "tiny.encoder.onnx"), str(models / "tiny.decoder.onnx"))
-    assert "fp32 encoder" in mm.describe(by_name["tiny.encoder.onnx"])
-    assert "unverified" in mm.describe(by_name["tiny.encoder.onnx"])
+    assert "fp32 encoder (SAM), no published checksum" in mm.describe(by_name["tiny.encoder.onnx"])
+    known = {_sha(models / "tiny.decoder.onnx"): "test"}
+    verified = {Path(e.path).name: e.verified for e in mm.discover([models], known=known)}
+    assert verified == {"tiny.decoder.onnx": True, "tiny.encoder.onnx": False, "tiny.encoder.preproc.onnx": False}
+
+
+def test_probe_says_family_and_role(tiny_paths):
+    assert mm.probe(tiny_paths["encoder_preproc"]) == ("sam", "encoder")
+    assert mm.probe(tiny_paths["encoder"]) == ("sam", "encoder")
+    assert mm.probe(tiny_paths["decoder"]) == ("sam", "decoder")
+    assert mm.RUNNABLE_FAMILIES == ("sam",)
+
+
+def test_quick_look_opens_nothing_and_reuses_the_cache(models, tmp_path):
+    cache = tmp_path / "cache.json"
+    quick = {Path(e.path).name: e for e in mm.discover([models], cache, check=False)}
+    assert all(not e.checked and e.sha256 is None and e.family is None for e in quick.values())
+    assert quick["tiny.decoder.onnx"].role == "decoder" and quick["tiny.encoder.onnx"].role == "encoder"
+    assert not cache.exists()  # a quick look writes nothing
+    assert "not checked yet" in mm.describe(quick["tiny.encoder.onnx"])
+    mm.discover([models], cache)
+    again = mm.discover([models], cache, check=False)
+    assert all(e.checked and e.family == "sam" for e in again)
 
 
 def test_bad_files_get_specific_messages(models, tmp_path, tiny_paths):
@@ -118,8 +138,8 @@ def test_bad_files_get_specific_messages(models, tmp_path, tiny_paths):
 
 
 def test_missing_file_message(tmp_path):
-    role, _, error = mm.validate_onnx(str(tmp_path / "gone.encoder.onnx"))
-    assert role is None and "not found" in error and "gone.encoder.onnx" in error
+    with pytest.raises(ModelError, match=r"not found.*gone.encoder.onnx"):
+        mm.probe(tmp_path / "gone.encoder.onnx")
 
 
 def test_cache_is_reused_for_unchanged_files_and_refreshed_for_changed_ones(models, tmp_path):
@@ -147,6 +167,8 @@ def test_hidden_temporary_files_and_other_files_are_ignored(models):
     (models / ".vit_b.encoder.123.tmp.onnx").write_bytes(b"partial")
     (models / "notes.txt").write_text("x")
     (models / "sam_vit_b_01ec64.pth.part").write_bytes(b"partial")
+    (models / ".download-x").mkdir()
+    (models / ".download-x" / "staged.encoder.onnx").write_bytes(b"partial")
     names = [Path(p).name for p in mm.model_files([models])]
     assert names == ["tiny.decoder.onnx", "tiny.encoder.onnx", "tiny.encoder.preproc.onnx"]
 
@@ -158,10 +180,10 @@ def test_checkpoints_are_listed_with_their_type(models):
     assert "checksum differs from the official checkpoint" in mm.describe(ckpt)
 
 
-def test_best_pair_prefers_int8_of_the_same_family(tmp_path):
-    def entry(name, role, error=None):
+def test_best_pair_prefers_int8_of_the_same_group_and_family(tmp_path):
+    def entry(name, role, error=None, family="sam"):
         return mm.ModelEntry(str(tmp_path / name), 1, None, role, mm.precision_of(name),
-                             mm.guess_model_type(name), error=error)
+                             mm.guess_model_type(name), family, error=error)
 
     entries = [
         entry("vit_h.encoder.preproc.onnx", "encoder"), entry("vit_b.encoder.preproc.onnx", "encoder"),
@@ -175,19 +197,21 @@ def test_best_pair_prefers_int8_of_the_same_family(tmp_path):
     assert mm.fp32_encoder(entries).path.endswith("vit_h.encoder.preproc.onnx")
     assert mm.fp32_encoder(entries, str(tmp_path / "vit_b.encoder.preproc.onnx")).path.endswith(
         "vit_b.encoder.preproc.onnx")
+    other = [entry("a.encoder.onnx", "encoder", family="sam2"), entry("b.decoder.onnx", "decoder")]
+    assert mm.best_pair(other) is None  # one encoder and one decoder, but of two families
 
 
 def test_export_commands_are_samexporters_module_entry_points(tmp_path):
     ckpt = "/m/sam_vit_b_01ec64.pth"
-    enc, dec = mm.export_commands("/py/python", ckpt, "vit_b", tmp_path)
+    enc, dec = mx.export_commands("/py/python", ckpt, "vit_b", tmp_path)
     assert enc == ["/py/python", "-m", "samexporter.export_encoder", "--checkpoint", ckpt,
                    "--output", str(tmp_path / "vit_b.encoder.preproc.onnx"), "--model-type", "vit_b",
                    "--use-preprocess"]
     assert dec == ["/py/python", "-m", "samexporter.export_decoder", "--checkpoint", ckpt,
                    "--output", str(tmp_path / "vit_b.decoder.onnx"), "--model-type", "vit_b"]
     with pytest.raises(ModelError, match="unknown SAM model type 'vit_x'"):
-        mm.export_commands("python", "x.pth", "vit_x", tmp_path)
-    text = mm.export_instructions("/m/sam_vit_b_01ec64.pth", "vit_b", tmp_path)
+        mx.export_commands("python", "x.pth", "vit_x", tmp_path)
+    text = mx.export_instructions("/m/sam_vit_b_01ec64.pth", "vit_b", tmp_path)
     assert "python -m samexporter.export_encoder --checkpoint /m/sam_vit_b_01ec64.pth" in text
     assert "pip install --no-deps samexporter==0.5.0" in text and "export-encoder" not in text
 
@@ -218,7 +242,7 @@ def test_run_export_places_validated_models(tmp_path, tiny_paths, monkeypatch):
     _fake_samexporter(tmp_path / "site", tiny_paths)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
     out, lines = tmp_path / "models", []
-    moved = mm.run_export(sys.executable, tmp_path / "sam_vit_b_01ec64.pth", "vit_b", out, lines.append)
+    moved = mx.run_export(sys.executable, tmp_path / "sam_vit_b_01ec64.pth", "vit_b", out, lines.append)
     assert [p.name for p in moved] == ["vit_b.decoder.onnx", "vit_b.encoder.preproc.onnx"]
     assert sorted(os.listdir(out)) == ["vit_b.decoder.onnx", "vit_b.encoder.preproc.onnx"]  # no staging left
     assert "exporting vit_b preprocess" in lines and any("samexporter.export_decoder" in s for s in lines)
@@ -232,5 +256,5 @@ def test_failed_export_leaves_nothing(tmp_path, tiny_paths, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
     out = tmp_path / "models"
     with pytest.raises(ModelError, match=r"samexporter failed \(exit code 1\): checkpoint is corrupt"):
-        mm.run_export(sys.executable, tmp_path / "bad.pth", "vit_b", out)
+        mx.run_export(sys.executable, tmp_path / "bad.pth", "vit_b", out)
     assert os.listdir(out) == []

@@ -182,14 +182,17 @@ def _run(alg: str, params: dict, feedback=None) -> dict:
     return processing.run(f"aisegmentation:{alg}", params, feedback=feedback)
 
 
+ALGORITHMS = ["aisegmentation:encode", "aisegmentation:export_coco", "aisegmentation:segment_everything",
+              "aisegmentation:segment_prompts"]  # sorted
+
+
 def _models(tiny_paths) -> dict:
     return {"ENCODER": str(tiny_paths["encoder_preproc"]), "DECODER": str(tiny_paths["decoder"])}
 
 
 def test_provider_lists_the_algorithms(provider):
     assert provider.id() == "aisegmentation" and provider.name() == "AI Segmentation"
-    ids = sorted(a.id() for a in provider.algorithms())
-    assert ids == ["aisegmentation:encode", "aisegmentation:segment_everything", "aisegmentation:segment_prompts"]
+    assert sorted(a.id() for a in provider.algorithms()) == ALGORITHMS
     everything = QgsApplication.processingRegistry().algorithmById("aisegmentation:segment_everything")
     defaults = {p.name(): p.defaultValue() for p in everything.parameterDefinitions()}
     assert defaults["POINTS_PER_SIDE"] == 32 and defaults["POINTS_PER_BATCH"] == 64

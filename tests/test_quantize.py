@@ -64,7 +64,7 @@ def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
 
     entries = {Path(e.path).name: e for e in mm.discover([models])}
     int8 = entries[out.name]
-    assert int8.ok and int8.role == "encoder" and int8.precision == "int8" and int8.preprocess_in_graph
+    assert int8.ok and int8.role == "encoder" and int8.precision == "int8" and SamEncoder(out).preprocess_in_graph
     assert mm.best_pair(list(entries.values())) == (str(out), str(models / "tiny.decoder.onnx"))
 
     image = np.random.default_rng(3).integers(0, 256, (300, 420, 3), dtype=np.uint8)

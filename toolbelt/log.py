@@ -21,9 +21,9 @@ from .metadata import plugin_name
 
 LOGGER_NAME = "ai_segmentation"
 _QGIS_LEVELS = (
-    (logging.ERROR, Qgis.Critical),
-    (logging.WARNING, Qgis.Warning),
-    (logging.INFO, Qgis.Info),
+    (logging.ERROR, Qgis.MessageLevel.Critical),
+    (logging.WARNING, Qgis.MessageLevel.Warning),
+    (logging.INFO, Qgis.MessageLevel.Info),
 )
 _bar: Any = None  # the QgsMessageBar messages are pushed to; None in headless use
 
@@ -44,43 +44,43 @@ def _in_gui_thread() -> bool:
     return app is not None and QThread.currentThread() is app.thread()
 
 
-def log(message: str, level: int = Qgis.Info) -> None:
+def log(message: str, level: int = Qgis.MessageLevel.Info) -> None:
     """Write ``message`` to QgsMessageLog only (safe from any thread)."""
-    QgsMessageLog.logMessage(message, tag(), level, notifyUser=level >= Qgis.Warning)
+    QgsMessageLog.logMessage(message, tag(), level, notifyUser=level >= Qgis.MessageLevel.Warning)
 
 
-def push(message: str, level: int = Qgis.Info, details: str = "", duration: Optional[int] = None) -> None:
+def push(message: str, level: int = Qgis.MessageLevel.Info, details: str = "", duration: Optional[int] = None) -> None:
     """Show ``message`` in the message bar and log it, with ``details`` in the log only."""
     log(f"{message}\n{details}".rstrip(), level)
     if _bar is None or not _in_gui_thread():
         return
     if duration is None:
-        duration = 5 if level in (Qgis.Info, Qgis.Success) else 10
+        duration = 5 if level in (Qgis.MessageLevel.Info, Qgis.MessageLevel.Success) else 10
     _bar.pushMessage(tag(), message, level, duration)
 
 
 def info(message: str) -> None:
-    push(message, Qgis.Info)
+    push(message, Qgis.MessageLevel.Info)
 
 
 def success(message: str) -> None:
-    push(message, Qgis.Success)
+    push(message, Qgis.MessageLevel.Success)
 
 
 def warning(message: str, details: str = "") -> None:
-    push(message, Qgis.Warning, details)
+    push(message, Qgis.MessageLevel.Warning, details)
 
 
 def report_exception(exc: BaseException, context: str = "") -> None:
     """Tell the user what went wrong; the traceback goes to the log only."""
     prefix = f"{context}: " if context else ""
     if isinstance(exc, SegmentationError):
-        push(prefix + str(exc), Qgis.Warning)
+        push(prefix + str(exc), Qgis.MessageLevel.Warning)
         return
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     push(
         f"{prefix}unexpected error ({type(exc).__name__}: {exc}); details are in the log panel",
-        Qgis.Critical,
+        Qgis.MessageLevel.Critical,
         details,
     )
 
@@ -108,7 +108,7 @@ class QgsLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = next((q for py, q in _QGIS_LEVELS if record.levelno >= py), Qgis.Info)
+            level = next((q for py, q in _QGIS_LEVELS if record.levelno >= py), Qgis.MessageLevel.Info)
             log(self.format(record), level)
         except Exception:  # a broken log call must never break the caller
             self.handleError(record)

@@ -1,20 +1,53 @@
-"""Finding the SAM encoder and decoder files in the models folder. Pure Python."""
+"""Which encoder and decoder the panel and the Processing tools use (QGIS adapter over core).
+
+One finder for the whole plugin: the files chosen in the setup dialog where they
+exist, else the best pair :mod:`core.model_pairs` finds (installed catalogue
+models first, in recommended order, then models the user added, then loose
+files). It takes a quick look only (cached checks, no hashing, no model opened),
+so it is safe in the GUI thread; the setup dialog does the full checks.
+"""
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from qgis.core import QgsApplication
+
+from ..core import catalogue
+from ..core.model_manager import discover
+from ..core.model_pairs import available_pairs, best, installed_files
+from ..core.model_record import UserRecord, profile_paths
+from .metadata import PLUGIN_DIR
+
+LEGACY_MODELS_DIR = PLUGIN_DIR / "models"  # before 0.2; replaced when the plugin is updated
+
+
+def profile_files() -> Dict[str, Path]:
+    """The plugin's model paths in the current QGIS profile (models folder, record, checksum index)."""
+    return profile_paths(QgsApplication.qgisSettingsDirPath())
+
+
+def default_models_dir() -> str:
+    """``<profile>/ai_segmentation/models``: kept when the plugin is updated."""
+    return str(profile_files()["models"])
+
+
+def search_folders(models_dir: str) -> List[str]:
+    """The models folder, then the plugin's own ``models/`` (older versions put models there)."""
+    return list(dict.fromkeys(d for d in (models_dir, str(LEGACY_MODELS_DIR)) if d))
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The model files found in ``folder`` (None where missing)."""
+    """The encoder and decoder to use (None where missing), and where they were looked for."""
 
     folder: str
     encoder: Optional[str]
     decoder: Optional[str]
+    title: str = ""
 
     @property
     def complete(self) -> bool:
@@ -23,30 +56,26 @@ class ModelFiles:
     def describe(self) -> str:
         """One line for the dock: what was found, or what is missing and where."""
         if self.complete:
-            return f"{os.path.basename(self.encoder)} + {os.path.basename(self.decoder)}"
+            names = f"{os.path.basename(self.encoder)} + {os.path.basename(self.decoder)}"
+            return f"{self.title}: {names}" if self.title else names
         missing = [role for role, path in (("encoder", self.encoder), ("decoder", self.decoder)) if not path]
         return f"no SAM {' or '.join(missing)} .onnx file in {self.folder}"
 
 
-def _rank_encoder(path: str) -> tuple:
-    """Quantised encoders first (about 1.7x faster on CPU), then ViT-B, then by name."""
-    name = os.path.basename(path).lower()
-    quantised = any(tag in name for tag in ("quant", "int8", "uint8", "qint"))
-    return (not quantised, "vit_b" not in name, name)
-
-
-def _candidates(folder: str, role: str) -> List[str]:
-    pattern = os.path.join(glob.escape(folder), f"*{role}*.onnx")
-    return [p for p in glob.glob(pattern) if os.path.isfile(p) and os.path.getsize(p) > 0]
-
-
-def find_models(folder: str, encoder: str = "", decoder: str = "") -> ModelFiles:
-    """The chosen files (``encoder``, ``decoder``) where they exist, else the best in ``folder``:
-    ``*encoder*.onnx`` (quantised first) and ``*decoder*.onnx``."""
-    encoders = sorted(_candidates(folder, "encoder"), key=_rank_encoder)
-    decoders = sorted(_candidates(folder, "decoder"), key=lambda p: os.path.basename(p).lower())
-    if encoder and os.path.isfile(encoder):
-        encoders.insert(0, encoder)
-    if decoder and os.path.isfile(decoder):
-        decoders.insert(0, decoder)
-    return ModelFiles(folder, encoders[0] if encoders else None, decoders[0] if decoders else None)
+def find_models(folder: Union[str, Sequence[str]], encoder: str = "", decoder: str = "") -> ModelFiles:
+    """The chosen files (``encoder``, ``decoder``) where they exist, else the best pair in ``folder``
+    (one folder or several) and the plugin's own ``models/``."""
+    folders = [folder] if isinstance(folder, str) else list(folder)
+    chosen = {r: p for r, p in (("encoder", encoder), ("decoder", decoder)) if p and os.path.isfile(p)}
+    if len(chosen) == 2:
+        return ModelFiles(folders[0], chosen["encoder"], chosen["decoder"])
+    paths = profile_files()
+    record, cat = UserRecord(paths["record"]), catalogue.shipped()
+    extra = [p for d in folders for p in installed_files(d, cat)] + list(record.files())
+    entries = discover(search_folders(folders[0]) + folders[1:], paths["index"], extra_files=extra, check=False)
+    pairs = [p for d in folders for p in available_pairs(d, entries, cat, record)]
+    pair = best(pairs)
+    if pair is None:
+        return ModelFiles(folders[0], chosen.get("encoder"), chosen.get("decoder"))
+    return ModelFiles(folders[0], chosen.get("encoder", pair.encoder), chosen.get("decoder", pair.decoder),
+                      pair.title if pair.source != "files" else "")

@@ -10,7 +10,7 @@ from qgis.core import QgsSettings
 from ..core.embedding_cache import default_cache_dir
 from ..core.errors import SegmentationError
 from ..core.mask_ops import RefineParams
-from .metadata import PLUGIN_DIR
+from .models import LEGACY_MODELS_DIR, default_models_dir
 
 PREFIX = "ai_segmentation/"
 _REFINE = RefineParams()
@@ -21,7 +21,7 @@ class Settings:
     """Every user setting of the plugin.
 
     Attributes:
-        models_dir: folder holding the SAM encoder and decoder ``.onnx`` files.
+        models_dir: folder of the model files (empty: ``<profile>/ai_segmentation/models``).
         encoder_path, decoder_path: the files chosen in the setup dialog ("": the best in
             ``models_dir``).
         cache_dir: folder of the on-disk embedding cache (empty: the per-user cache folder).
@@ -32,7 +32,7 @@ class Settings:
         hover_preview: preview the mask under the cursor before clicking (throttled).
     """
 
-    models_dir: str = str(PLUGIN_DIR / "models")
+    models_dir: str = ""
     encoder_path: str = ""
     decoder_path: str = ""
     cache_dir: str = ""
@@ -57,6 +57,8 @@ class Settings:
         loaded = cls(**values)
         if not loaded.cache_dir:
             loaded = replace(loaded, cache_dir=default_cache_dir())
+        if loaded.models_dir in ("", str(LEGACY_MODELS_DIR)):  # the old default: updates replace that folder
+            loaded = replace(loaded, models_dir=default_models_dir())
         try:
             loaded.refine  # noqa: B018 (validates the stored sizes)
         except SegmentationError:

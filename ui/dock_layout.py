@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import List
 
-from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsCollapsibleGroupBox, QgsDoubleSpinBox, QgsMapLayerComboBox, QgsSpinBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
@@ -25,6 +24,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.qgis_compat import LAYER_FILTER_POLYGON, LAYER_FILTER_RASTER
 from ..gui.params import SCOPE_RASTER, SCOPE_VISIBLE
 
 CANDIDATES = 3  # SAM's multimask output
@@ -36,7 +36,7 @@ class DockLayout:
     def __init__(self, parent: QWidget) -> None:
         scroll = QScrollArea(parent)
         scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.root = scroll
         body = QWidget()
         scroll.setWidget(body)
@@ -52,7 +52,7 @@ class DockLayout:
         box = QgsCollapsibleGroupBox("1. Raster and model")
         form = QFormLayout(box)
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(LAYER_FILTER_RASTER)
         self.layer_combo.setAllowEmptyLayer(True, "Choose a raster layer")
         self.layer_combo.setToolTip("Raster to segment")
         form.addRow("Raster", self.layer_combo)
@@ -73,7 +73,7 @@ class DockLayout:
         form.addRow("Model", self.setup_button)
         self.model_status = QLabel()
         self.model_status.setWordWrap(True)
-        self.model_status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.model_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow(self.model_status)
         return box
 
@@ -128,7 +128,7 @@ class DockLayout:
         for i in range(CANDIDATES):
             button = QToolButton()
             button.setCheckable(True)
-            button.setToolButtonStyle(Qt.ToolButtonTextOnly)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             button.setToolTip("SAM's candidate masks for one click, with predicted IoU (Tab cycles)")
             self.candidate_group.addButton(button, i)
             cands.addWidget(button)
@@ -181,7 +181,7 @@ class DockLayout:
         box = QgsCollapsibleGroupBox("5. Output")
         form = QFormLayout(box)
         self.output_combo = QgsMapLayerComboBox()
-        self.output_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.output_combo.setFilters(LAYER_FILTER_POLYGON)
         self.output_combo.setAllowEmptyLayer(True, "New layer (created on first save)")
         self.output_combo.setToolTip(
             "Polygon layer (GeoPackage) saved masks go to; empty: a new layer is created on first save"

@@ -6,7 +6,8 @@
 # CI_VERSIONS_FILE (optional): where to write the suite and versions tested.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PACKAGES=(python3-qgis python3-gdal gdal-bin qgis python3-venv python3-pip)
+PACKAGES=(python3-qgis python3-gdal gdal-bin qgis python3-venv python3-pip
+          git e2fsprogs)  # the tests: git ls-files (packaging), chattr (an unwritable folder as root)
 CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 WORK=$(mktemp -d /var/tmp/ci-chroot.XXXXXX)
 ROOT=$WORK/root
@@ -74,12 +75,16 @@ quiet() {  # run "$@" into $WORK/$1.log; show its end only if it fails
 }
 
 copy_repo() {
-  mkdir -p "$ROOT/src" || return 1
   if git -C "$REPO" rev-parse --git-dir > /dev/null 2>&1; then
-    # Tracked and new files, not what .gitignore names (the host's .venv, models, caches).
-    (cd "$REPO" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$ROOT/src"
+    # A clone, so that git works in there (the packaging tests list tracked files), with this working
+    # tree's tracked and new files on top (uncommitted changes are tested too); what .gitignore names
+    # (the host's .venv, models, caches) stays out.
+    git clone -q --no-hardlinks "$REPO" "$ROOT/src" || return 1
+    (cd "$REPO" && git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf -) |
+      tar -xf - -C "$ROOT/src"
   else
-    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./constraints.txt --exclude=__pycache__ -cf - . |
+    mkdir -p "$ROOT/src" &&
+      tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./constraints.txt --exclude=__pycache__ -cf - . |
       tar -xf - -C "$ROOT/src"
   fi
 }

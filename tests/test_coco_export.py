@@ -59,7 +59,9 @@ def _srs(epsg: int) -> osr.SpatialReference:
 
 
 def _wkt(polygons) -> str:
-    parts = ["(" + ",".join("(" + ",".join(f"{x!r} {y!r}" for x, y in ring + ring[:1]) + ")" for ring in poly) + ")"
+    # float(): numpy 2 reprs a float64 as "np.float64(...)", which is no WKT.
+    parts = ["(" + ",".join("(" + ",".join(f"{float(x)!r} {float(y)!r}" for x, y in ring + ring[:1]) + ")"
+                            for ring in poly) + ")"
              for poly in polygons]
     return "MULTIPOLYGON(" + ",".join(parts) + ")"
 

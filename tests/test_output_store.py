@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from core import gpkg_io
 from core.gpkg_io import (
@@ -375,7 +375,20 @@ def test_foreign_layer_with_same_name_is_refused(folder, crs):
     assert sha(path) == digest
 
 
-def test_corrupt_geopackages_are_left_untouched(store, folder, crs):
+@pytest.fixture(params=["exceptions off", "exceptions on"])
+def gdal_exceptions(request):
+    """GDAL's Python exceptions off, then on: QGIS 3.44's Processing turns them on for the whole process."""
+    on = request.param == "exceptions on"
+    if not hasattr(gdal, "ExceptionMgr"):
+        if on:
+            pytest.skip("GDAL < 3.7: no per-thread exception switch (QGIS 3.22 leaves exceptions off)")
+        yield
+        return
+    with gdal.ExceptionMgr(useExceptions=on), ogr.ExceptionMgr(useExceptions=on):
+        yield
+
+
+def test_corrupt_geopackages_are_left_untouched(store, folder, crs, gdal_exceptions):
     from core.output_store import OutputStore
 
     store.append(geometry(), attrs())
@@ -401,7 +414,7 @@ def test_corrupt_geopackages_are_left_untouched(store, folder, crs):
     assert listing(folder) == sorted(["séance 1.gpkg", garbage.name, truncated.name, plain.name])
 
 
-def test_locked_geopackage(store, folder):
+def test_locked_geopackage(store, folder, gdal_exceptions):
     store.append(geometry(), attrs())
     target = folder / "locked.gpkg"
     make_other_layers(target)

@@ -2,6 +2,7 @@
 # CI leg 2: the whole suite on Debian sid's QGIS (3.44 today: Python 3.14, numpy 2.x, GDAL 3.1x), in a
 # chroot made with `debootstrap --variant=minbase` from this machine's own Debian mirror. When sid cannot
 # be installed today (debootstrap, apt or pip fails) the leg says so and uses trixie (QGIS 3.40) instead.
+# CI_CHROOT_SUITES (optional): the suites to try in order, default "sid trixie".
 # Root only. Nothing is kept: the chroot lives in a temporary folder, unmounted and deleted on any exit.
 # CI_VERSIONS_FILE (optional): where to write the suite and versions tested.
 set -euo pipefail
@@ -136,11 +137,25 @@ run_suite() {
 command -v debootstrap > /dev/null || quiet debootstrap-install apt-get install -y --no-install-recommends debootstrap
 MIRROR=$(host_mirror)
 t_start=$SECONDS
-suite=sid
-if ! build sid; then
-  say "WARNING: Debian sid cannot be installed today (see above): falling back to trixie (QGIS 3.40)"
-  suite="trixie (fallback: sid not installable)"
-  build trixie || { say "trixie cannot be installed either"; exit 1; }
+# The first suite that installs is tested; CI_CHROOT_SUITES="nosuch trixie" exercises the fallback.
+read -r -a suites <<< "${CI_CHROOT_SUITES:-sid trixie}"
+suite=""
+failed=()
+for s in "${suites[@]}"; do
+  if build "$s"; then
+    suite=$s
+    break
+  fi
+  failed+=("$s")
+  say "WARNING: Debian $s cannot be installed today (see above)"
+done
+if [ -z "$suite" ]; then
+  say "no Debian suite of '${suites[*]}' could be installed"
+  exit 1
+fi
+if [ "${#failed[@]}" -gt 0 ]; then
+  say "WARNING: FALLBACK: testing Debian $suite because ${failed[*]} could not be installed"
+  suite="$suite (fallback: ${failed[*]} not installable)"
 fi
 versions=$(in_root /src/.venv/bin/python /src/.ci/versions.py)
 say "Debian $suite: $versions; installed in $((SECONDS - t_start)) s"

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 from .errors import ModelError
 
 DATA_FILE = Path(__file__).parent / "data" / "models.json"
+SUMS_SUFFIX = ".sha256"  # checksums live beside the catalogue, in sha256sum's format: "<hex>  <id>/<file>"
 FORMAT = 1
 FAMILIES = ("sam", "sam2", "efficientsam")  # SAM ViT-B/L/H and MobileSAM share one signature: "sam"
 FAMILY_TITLES = {"sam": "SAM", "sam2": "SAM 2", "efficientsam": "EfficientSAM"}
@@ -25,7 +26,7 @@ SPEED_CLASSES = ("fast", "medium", "slow")
 VERIFY_MODES = ("pinned", "host")  # see the data file's "verification" section
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[a-z0-9_]+")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+_PINNED = re.compile(r"/([0-9a-f]{40})/")  # a revision in a URL path: a full commit, never a branch
 
 
 def family_title(family: Optional[str]) -> str:
@@ -146,14 +147,14 @@ def _number(item: dict, key: str, where: str) -> float:
     return float(value)
 
 
-def _file(raw: dict, where: str, revision: str) -> CatalogueFile:
+def _file(raw: dict, where: str) -> CatalogueFile:
     _need(isinstance(raw, dict), where, "each file must be an object")
     role, name, url = _text(raw, "role", where), _text(raw, "name", where), _text(raw, "url", where)
     where = f"{where}, file '{name}'"
     _need(role in ROLES, where, f"role must be one of {', '.join(ROLES)}")
     _need("/" not in name and "\\" not in name and not name.startswith("."), where, "a plain file name")
     _need(url.startswith("https://"), where, "the URL must be https")
-    _need(f"/{revision}/" in url, where, f"the URL must be pinned to revision {revision}")
+    _need(bool(_PINNED.search(url)), where, "the URL must be pinned to a full 40-digit commit")
     verify, sha = raw.get("verify"), raw.get("sha256")
     _need(verify in VERIFY_MODES, where, f"'verify' must be one of {', '.join(VERIFY_MODES)}")
     if verify == "pinned":
@@ -168,15 +169,17 @@ def _model(raw: dict, index: int) -> CatalogueModel:
     model_id = _text(raw, "id", f"model #{index + 1}")
     where = f"model '{model_id}'"
     _need(bool(_ID.fullmatch(model_id)), where, "the id must be lower-case letters, digits and _")
-    family, revision = _text(raw, "family", where), _text(raw, "revision", where)
+    family = _text(raw, "family", where)
     _need(family in FAMILIES, where, f"family must be one of {', '.join(FAMILIES)}")
-    _need(bool(_COMMIT.fullmatch(revision)), where, "the revision must be a full 40-digit commit")
     speed = raw.get("speed")
     _need(isinstance(speed, dict), where, "'speed' must be an object")
     _need(speed.get("class") in SPEED_CLASSES, where, f"speed class must be one of {', '.join(SPEED_CLASSES)}")
     files = raw.get("files")
     _need(isinstance(files, list), where, "'files' must be a list")
-    parsed = tuple(_file(f, where, revision) for f in files)
+    parsed = tuple(_file(f, where) for f in files)
+    revisions = {_PINNED.search(f.url).group(1) for f in parsed}
+    _need(len(revisions) == 1, where, "both files must come from the same revision")
+    revision = revisions.pop()
     _need(sorted(f.role for f in parsed) == sorted(ROLES), where, "needs exactly one encoder and one decoder")
     _need(len({f.name for f in parsed}) == len(parsed), where, "file names must differ")
     sources = raw.get("sources")
@@ -211,13 +214,49 @@ def parse(data: object, path: str = "<data>") -> Catalogue:
     return Catalogue(parsed, ckpts, path)
 
 
-def read(path: Path) -> Catalogue:
-    """Read and check a catalogue file."""
+def read_sums(path: Path) -> Dict[str, str]:
+    """``{"<model id>/<file name>": sha256}`` from a sha256sum-format file; raises :class:`ModelError`."""
+    sums: Dict[str, str] = {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ModelError(f"the model checksums {path} could not be read ({exc}). Reinstall the plugin.") from None
+    for number, line in enumerate(lines, 1):
+        digest, _, name = line.partition("  ")
+        _need(bool(_SHA256.fullmatch(digest)) and bool(name), f"{path}, line {number}",
+              "expected '<64 hex digits>  <model id>/<file name>'")
+        sums[name] = digest
+    return sums
+
+
+def _with_sums(data: object, sums: Dict[str, str]) -> object:
+    """The decoded catalogue with each pinned file's and checkpoint's SHA256 filled in from ``sums``."""
+    if not isinstance(data, dict):
+        return data
+    for model in data.get("models") or []:
+        for f in (model.get("files") or []) if isinstance(model, dict) else []:
+            if isinstance(f, dict) and f.get("verify") == "pinned":
+                f.setdefault("sha256", sums.get(f"{model.get('id')}/{f.get('name')}"))
+    for c in data.get("checkpoints") or []:
+        if isinstance(c, dict):
+            c.setdefault("sha256", sums.get(f"checkpoints/{c.get('name')}"))
+    return data
+
+
+def load(path: Path) -> object:
+    """The decoded catalogue file, with the SHA256s of the checksum file beside it filled in (unchecked)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"the model catalogue {path} could not be read ({exc}). Reinstall the plugin.") from None
-    return parse(data, str(path))
+    sums_path = path.with_suffix(SUMS_SUFFIX)
+    return _with_sums(data, read_sums(sums_path) if sums_path.exists() else {})
+
+
+def read(path: Path) -> Catalogue:
+    """Read and check a catalogue file and the checksum file beside it."""
+    return parse(load(path), str(path))
 
 
 @lru_cache(maxsize=1)

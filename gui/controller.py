@@ -123,7 +123,6 @@ class SegmentationController(QObject):
             if source.notice:
                 log.warning(source.notice)
             self._start_prepare(self._segmenter)
-        assert self._segmenter is not None
         return self._segmenter
 
     def _start_prepare(self, segmenter: RasterSegmenter) -> None:

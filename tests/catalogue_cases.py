@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from core import catalogue
 from core.model_pairs import install_dir
 from core.model_record import RecordedFile, UserRecord
 
-SHIPPED = json.loads(catalogue.DATA_FILE.read_text(encoding="utf-8"))
+SHIPPED = catalogue.load(catalogue.DATA_FILE)
 REV = "0" * 40
 TINY = {"encoder": "encoder_preproc", "decoder": "decoder"}  # role -> tiny_paths key
 
@@ -41,7 +40,7 @@ def sam_catalogue(tiny_paths, base_url: str = "https://example.org", pinned: boo
         files.append({"role": role, "name": name, "url": f"https://example.org/repo/resolve/{REV}/{name}",
                       "size_mb": 1.0, "verify": "pinned" if pinned else "host",
                       "sha256": sha(source) if pinned else None})
-    data["models"] = [dict(data["models"][0], id="tiny", title="Tiny SAM", family=family, revision=REV,
+    data["models"] = [dict(data["models"][0], id="tiny", title="Tiny SAM", family=family,
                            files=files)] + data["models"]
     cat = catalogue.parse(data, "test")
     tiny = cat.models[0]

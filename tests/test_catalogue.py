@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from core.errors import ModelError
 from core.model_pairs import available_pairs, best, catalogue_rows, installed_files
 from core.model_record import RecordedFile, UserRecord, check_custom, profile_paths
 
-SHIPPED = json.loads(catalogue.DATA_FILE.read_text(encoding="utf-8"))
+SHIPPED = catalogue.load(catalogue.DATA_FILE)
 
 
 def test_shipped_catalogue_entries_are_pinned_and_checked():
@@ -44,9 +43,10 @@ def test_shipped_catalogue_entries_are_pinned_and_checked():
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.update(format=2), "unknown format 2"),
     (lambda d: d["models"][0].update(family="sam3"), "family must be one of sam, sam2, efficientsam"),
-    (lambda d: d["models"][0].update(revision="main"), "full 40-digit commit"),
+    (lambda d: d["models"][0]["files"][1].update(url=d["models"][0]["files"][1]["url"].replace(
+        "d8dbb1eee73bfb3392aa6f6e8944aeb13f3f4036", "1" * 40)), "both files must come from the same revision"),
     (lambda d: d["models"][0]["files"][0].update(url=d["models"][0]["files"][0]["url"].replace(
-        "d8dbb1eee73bfb3392aa6f6e8944aeb13f3f4036", "main")), "must be pinned to revision"),
+        "d8dbb1eee73bfb3392aa6f6e8944aeb13f3f4036", "main")), "must be pinned to a full 40-digit commit"),
     (lambda d: d["models"][0]["files"][0].update(sha256=None), "a pinned file needs a hex SHA256"),
     (lambda d: d["models"][1]["files"][0].update(sha256="ab" * 32), "must not list one"),
     (lambda d: d["models"][0]["files"].pop(), "exactly one encoder and one decoder"),

@@ -30,7 +30,8 @@ RUNTIME = (
     "LICENSE",
     "core/**/*.py",
     "core/graphs/*.onnx",  # small fixed graphs the engine runs (mask post-processing)
-    "core/**/*.json",  # catalogue data (model names, URLs, checksums)
+    "core/**/*.json",  # catalogue data (model names, URLs)
+    "core/**/*.sha256",  # the catalogue's checksums, in sha256sum's format
     "core/**/*.tsv",
     "core/**/*.csv",
     "gui/**/*.py",

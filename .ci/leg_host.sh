@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI leg 1: Debian 12's QGIS 3.22 on this machine, installed as the README says; ruff; the suite.
+# CI leg 1: Debian 12's QGIS 3.22 on this machine, installed as the README says; ruff; the suite; the
+# plugin zip built, checked and installed into a fresh profile (.ci/package_check.sh, about 30 s).
 # CI_VERSIONS_FILE (optional): where to write the versions tested.
 set -euxo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +14,4 @@ versions=$(.venv/bin/python .ci/versions.py)
 if [ -n "${CI_VERSIONS_FILE:-}" ]; then echo "Debian 12 (this machine): $versions" > "$CI_VERSIONS_FILE"; fi
 .venv/bin/ruff check .
 bash .ci/suite.sh
+bash .ci/package_check.sh

@@ -164,7 +164,8 @@ def rasterize(polygons: Sequence[Rings], width: int, height: int) -> np.ndarray:
     """``[height, width]`` bool mask of the pixels whose centre lies inside ``polygons`` (chip pixels)."""
     raster = gdal.GetDriverByName("MEM").Create("", width, height, 1, gdal.GDT_Byte)
     raster.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
+    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
     layer = store.CreateLayer("object", geom_type=ogr.wkbMultiPolygon)
     multi = ogr.Geometry(ogr.wkbMultiPolygon)
     for rings in polygons:

@@ -22,7 +22,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -76,18 +76,27 @@ class StoreWriteError(StoreError):
 
 @contextmanager
 def _ogr_errors() -> Iterator[List[str]]:
-    """Collect GDAL/OGR error messages raised in the block instead of printing them."""
+    """Collect GDAL/OGR error messages raised in the block instead of printing them.
+
+    The block runs with GDAL's Python exceptions off in this thread (the None / error-code style
+    this module checks), even where they were turned on for the whole process, as the Processing
+    plugin of QGIS 3.44 does on import. GDAL < 3.7 has no per-thread switch: its default stays.
+    """
     messages: List[str] = []
 
     def handler(err_class: int, _code: int, message: str) -> None:
         if err_class >= gdal.CE_Failure:
             messages.append(message)
 
-    gdal.PushErrorHandler(handler)
-    try:
-        yield messages
-    finally:
-        gdal.PopErrorHandler()
+    with ExitStack() as modes:
+        for module in (gdal, ogr):
+            if hasattr(module, "ExceptionMgr"):
+                modes.enter_context(module.ExceptionMgr(useExceptions=False))
+        gdal.PushErrorHandler(handler)
+        try:
+            yield messages
+        finally:
+            gdal.PopErrorHandler()
 
 
 def _folder(path: str) -> str:

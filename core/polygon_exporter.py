@@ -87,7 +87,8 @@ def _polygonize(window: np.ndarray, col0: int, row0: int) -> List[ogr.Geometry]:
     raster.SetGeoTransform((float(col0), 1.0, 0.0, float(row0), 0.0, 1.0))
     band = raster.GetRasterBand(1)
     band.WriteArray(window.view(np.uint8))
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
+    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
     layer = store.CreateLayer("mask", geom_type=ogr.wkbPolygon)
     # The band is its own mask: only the True regions are traced; -1: no value field.
     if gdal.Polygonize(band, band, layer, -1, []) != 0:

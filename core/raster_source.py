@@ -179,8 +179,10 @@ def _stretch_or_fallback(band: Any, index: int, nodata: Optional[float], name: s
 
 def _is_plain_byte(band: Any) -> bool:
     gdal = _gdal()
-    signed = band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE"
-    return band.DataType == gdal.GDT_Byte and not signed
+    if band.DataType != gdal.GDT_Byte:
+        return False
+    # GDAL >= 3.7 gives signed bytes their own type, GDT_Int8 (and warns if PIXELTYPE is asked for).
+    return hasattr(gdal, "GDT_Int8") or band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") != "SIGNEDBYTE"
 
 
 def _gcp_warped_uri(ds: Any) -> Optional[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -42,3 +43,11 @@ def decoder(tiny_paths):
     from core.sam_decoder import SamDecoder
 
     return SamDecoder(tiny_paths["decoder"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collect_garbage_before_qgis_exits(qgis_app):
+    """Collect leftover Qt/GDAL objects while QGIS still runs: pytest 9 collects garbage once more
+    after pytest-qgis has exited QGIS, which crashed QGIS 3.44 on Python 3.14 (segfault, exit 139)."""
+    yield
+    gc.collect()

@@ -59,7 +59,9 @@ def _srs(epsg: int) -> osr.SpatialReference:
 
 
 def _wkt(polygons) -> str:
-    parts = ["(" + ",".join("(" + ",".join(f"{x!r} {y!r}" for x, y in ring + ring[:1]) + ")" for ring in poly) + ")"
+    # float(): numpy 2 reprs a float64 as "np.float64(...)", which is no WKT.
+    parts = ["(" + ",".join("(" + ",".join(f"{float(x)!r} {float(y)!r}" for x, y in ring + ring[:1]) + ")"
+                            for ring in poly) + ")"
              for poly in polygons]
     return "MULTIPOLYGON(" + ",".join(parts) + ")"
 
@@ -142,7 +144,7 @@ def _rasterize_on_chip(geom: ogr.Geometry, georef_image: dict) -> np.ndarray:
     mem.SetGeoTransform((gt[0] + georef_image["col0"] * gt[1], gt[1], 0.0,
                          gt[3] + georef_image["row0"] * gt[5], 0.0, gt[5]))
     mem.SetProjection(_srs(32633).ExportToWkt())
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")  # MEM: GDAL >= 3.11
     layer = store.CreateLayer("truth", _srs(32633), ogr.wkbMultiPolygon)
     f = ogr.Feature(layer.GetLayerDefn())
     f.SetGeometry(geom)

@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from core import gpkg_io
 from core.gpkg_io import (
@@ -38,17 +38,38 @@ from core.polygon_exporter import mask_to_polygons
 ROOT = Path(__file__).resolve().parents[1]
 ODD = "dossier été 地図"  # a folder name with spaces and non-ASCII characters
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
-# Rings of square_mask(0) on UTM_GT, as polygonised.
-SQUARE = [[[(500000.5, 4999999.5), (500000.5, 4999997.0), (500003.0, 4999997.0), (500003.0, 4999999.5),
-            (500000.5, 4999999.5)],
-           [(500001.5, 4999998.5), (500001.5, 4999998.0), (500002.0, 4999998.0), (500002.0, 4999998.5),
-            (500001.5, 4999998.5)]]]
+# Rings of square_mask(0) on UTM_GT, as polygonised, in shape()'s normal form.
+SQUARE = [[[(500000.5, 4999997.0), (500003.0, 4999997.0), (500003.0, 4999999.5), (500000.5, 4999999.5),
+            (500000.5, 4999997.0)],
+           [(500001.5, 4999998.0), (500001.5, 4999998.5), (500002.0, 4999998.5), (500002.0, 4999998.0),
+            (500001.5, 4999998.0)]]]
 
 
 def rings(wkt: str) -> list:
     g = ogr.CreateGeometryFromWkt(wkt)
     polys = [g.GetGeometryRef(i) for i in range(g.GetGeometryCount())]
     return [[p.GetGeometryRef(j).GetPoints() for j in range(p.GetGeometryCount())] for p in polys]
+
+
+def _normal_ring(pts: List[Tuple[float, float]], exterior: bool) -> List[Tuple[float, float]]:
+    """A closed ring, counter-clockwise if ``exterior`` else clockwise, starting at its smallest vertex."""
+    ring = pts[:-1]
+    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:] + ring[:1]))
+    if (area2 > 0) != exterior:
+        ring = ring[::-1]
+    i = ring.index(min(ring))
+    return ring[i:] + ring[:i + 1]
+
+
+def shape(wkt: str) -> list:
+    """:func:`rings` with every ring normalised and holes sorted: equal whatever winding GDAL writes.
+
+    Coordinates stay exact; GDAL >= 3.7 polygonises holes with the opposite winding of 3.6.
+    """
+    out = []
+    for outer, *holes in rings(wkt):
+        out.append([_normal_ring(outer, True), *sorted(_normal_ring(h, False) for h in holes)])
+    return out
 
 
 def square_mask(offset: int = 0) -> np.ndarray:
@@ -131,7 +152,7 @@ def store(folder, crs):
 
 
 def run_script(body: str, cwd: Path, prefix: Tuple[str, ...] = (), timeout: float = 120) -> dict:
-    """Run ``body`` in a fresh Python with QGIS started; it prints one JSON line, which is returned."""
+    """Run ``body`` in a fresh Python with QGIS started; it ends with ``finish(result)``, which is returned."""
     script = cwd / "script.py"
     script.write_text(SCRIPT_HEAD.format(root=str(ROOT)) + textwrap.dedent(body), encoding="utf-8")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
@@ -163,6 +184,11 @@ def attempt(fn):
         return "ok"
     except StoreError as exc:
         return [type(exc).__name__, str(exc)]
+
+def finish(result):
+    # os._exit skips Python's teardown (and QGIS's), so flush the pipe by hand.
+    print(json.dumps(result), flush=True)
+    os._exit(0)
 """
 
 
@@ -183,7 +209,7 @@ def test_append_commits_and_open_layer_shows_it(store, qgis_new_project):
     assert layer.extent().toString(1) == geometry().boundingBox().toString(1)
 
     [(wkt, row)] = ogr_rows(Path(store.path), "objects")  # what another program sees, now
-    assert rings(wkt) == SQUARE
+    assert shape(wkt) == SQUARE
     assert {k: row[k] for k in ("label", "score", "source", "model", "n_positive", "n_negative")} == {
         "label": "roof", "score": 0.875, "source": "ortho été.tif", "model": "vit_b.encoder.onnx",
         "n_positive": 2, "n_negative": 1}
@@ -240,7 +266,7 @@ def test_save_survives_sigkill_right_after_return(folder):
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
     rows = ogr_rows(path, "objects")
-    assert [(rings(wkt), r["label"]) for wkt, r in rows] == [(SQUARE, "first"), (SQUARE, "second")]
+    assert [(shape(wkt), r["label"]) for wkt, r in rows] == [(SQUARE, "first"), (SQUARE, "second")]
     ds = ogr.Open(str(path))
     res = ds.ExecuteSQL("PRAGMA integrity_check")
     assert res.GetNextFeature().GetField(0) == "ok"
@@ -349,7 +375,20 @@ def test_foreign_layer_with_same_name_is_refused(folder, crs):
     assert sha(path) == digest
 
 
-def test_corrupt_geopackages_are_left_untouched(store, folder, crs):
+@pytest.fixture(params=["exceptions off", "exceptions on"])
+def gdal_exceptions(request):
+    """GDAL's Python exceptions off, then on: QGIS 3.44's Processing turns them on for the whole process."""
+    on = request.param == "exceptions on"
+    if not hasattr(gdal, "ExceptionMgr"):
+        if on:
+            pytest.skip("GDAL < 3.7: no per-thread exception switch (QGIS 3.22 leaves exceptions off)")
+        yield
+        return
+    with gdal.ExceptionMgr(useExceptions=on), ogr.ExceptionMgr(useExceptions=on):
+        yield
+
+
+def test_corrupt_geopackages_are_left_untouched(store, folder, crs, gdal_exceptions):
     from core.output_store import OutputStore
 
     store.append(geometry(), attrs())
@@ -375,7 +414,7 @@ def test_corrupt_geopackages_are_left_untouched(store, folder, crs):
     assert listing(folder) == sorted(["séance 1.gpkg", garbage.name, truncated.name, plain.name])
 
 
-def test_locked_geopackage(store, folder):
+def test_locked_geopackage(store, folder, gdal_exceptions):
     store.append(geometry(), attrs())
     target = folder / "locked.gpkg"
     make_other_layers(target)
@@ -455,14 +494,13 @@ def test_read_only_folder(store, folder, tmp_path):
     try:
         result = run_script(f"""
         ro, src = {str(ro)!r}, {store.path!r}
-        print(json.dumps({{
+        finish({{
             "create": attempt(lambda: OutputStore(os.path.join(ro, "new.gpkg"), "objects", CRS)),
             "append": attempt(lambda: OutputStore(os.path.join(ro, "session.gpkg"), "objects", CRS)
                               .append(GEOM, ObjectAttributes(label="lost?"))),
             "export": attempt(lambda: OutputStore(src, "objects", CRS)
                               .export_to(os.path.join(ro, "other.gpkg"), "objects")),
-        }}))
-        os._exit(0)
+        }})
         """, tmp_path, prefix)
     finally:
         ro.chmod(0o755)
@@ -529,9 +567,8 @@ def test_real_full_disk(tmp_path):
     labels = [f.GetField("label") for f in ds.GetLayer("objects")]
     ds = None
     same = digest == hashlib.sha256(open(os.path.join(disk, "other.gpkg"), "rb").read()).hexdigest()
-    print(json.dumps({{"append": append, "export": export, "labels": labels,
-                       "files": sorted(os.listdir(disk)), "same": same}}))
-    os._exit(0)
+    finish({{"append": append, "export": export, "labels": labels,
+             "files": sorted(os.listdir(disk)), "same": same}})
     """, tmp_path, prefix)
     assert result["append"][0] == "DiskFullError", result
     assert result["export"][0] == "DiskFullError", result

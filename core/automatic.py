@@ -1,4 +1,4 @@
-"""Automatic mask generation ("segment everything") for SAM's ONNX decoder, in numpy only.
+"""Automatic mask generation ("segment everything") for any family's ONNX decoder, in numpy only.
 
 Follows ``segment_anything``'s ``SamAutomaticMaskGenerator`` (automatic_mask_generator.py and
 utils/amg.py): a grid of single include points over each crop, three candidate masks per
@@ -10,8 +10,9 @@ crops, and optionally small holes and islands removed (``min_mask_region_area``)
 Deviations, each for CPU cost or because the crops are tiles of a large raster:
 
 - Only masks that pass the predicted-IoU filter are upscaled, and only over the window where
-  their logits can exceed ``-offset``; scores and masks are exactly Meta's (the upscale is
-  ``Sam.postprocess_masks``), at a fraction of the cost of upscaling every candidate.
+  their logits can exceed ``-offset``; scores and masks are exactly Meta's (the upscale is the
+  family's own, ``Sam.postprocess_masks`` for SAM, given as matrices by the decoder's
+  :class:`PointRunner`), at a fraction of the cost of upscaling every candidate.
 - Crops are the encoder's tiles (see :mod:`core.crops`). Where tiles overlap, a grid point is
   decoded only by the tile whose centre is nearest (Meta decodes it in every crop).
 - A mask near an interior tile edge (Meta drops it) is kept as a *part*; parts from two tiles
@@ -22,8 +23,8 @@ Deviations, each for CPU cost or because the crops are tiles of a large raster:
   all have one size here).
 - Small regions are found without OpenCV (see :mod:`core.amg_utils`).
 
-Coordinates are raster pixels ``(x, y)`` = ``(col, row)`` at scale 1; prompt points use SAM's
-convention (pixel ``i``'s centre is ``i``), as Meta's point grid does. Boxes are
+Coordinates are raster pixels ``(x, y)`` = ``(col, row)`` at scale 1; prompt points use the
+family's reference convention, as Meta's point grid does with its predictor. Boxes are
 ``(x0, y0, x1, y1)``: end-exclusive for crops and regions, inclusive for masks (as
 ``batched_mask_to_box``).
 """
@@ -37,11 +38,9 @@ import numpy as np
 
 from .amg_utils import UnionFind, near_crop_edge, nms, point_grid, remove_small_regions, stability_score
 from .errors import SegmentationError
-from .transforms import Shape, postprocess_matrices, resized_shape
+from .families.base import Matrices, PointRunner, Shape
 
 Box = Tuple[int, int, int, int]
-# frame (x, y) of one include point -> (predicted IoUs [K], low-res logits [K, 256, 256])
-DecodeFn = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
 
 MERGE_IOU = 0.5  # two tiles' parts of one object agree far above this where both see it
 
@@ -159,15 +158,15 @@ def tight(mask: np.ndarray, col0: int, row0: int) -> Optional[Tuple[np.ndarray, 
 
 
 class _Upscaler:
-    """``Sam.postprocess_masks`` for one crop, evaluated only where it can exceed a floor.
+    """The family's mask upscaling for one crop, evaluated only where it can exceed a floor.
 
     Each upscaled logit is a weighted mean (non-negative weights) of low-res logits, so it can
     exceed ``floor`` only where a low-res logit above ``floor`` has weight: that bounds the
     rows and columns computed, and the values there are exact.
     """
 
-    def __init__(self, crop: CropRegion) -> None:
-        rows, cols = postprocess_matrices(resized_shape(*crop.frame), tuple(crop.frame))
+    def __init__(self, crop: CropRegion, matrices: Matrices) -> None:
+        rows, cols = matrices  # [h, 256], [w, 256] for the crop's frame
         x0, y0, x1, y1 = crop.region_in_frame
         self.rows, self.cols = rows[y0:y1], cols[x0:x1]
         self.col0, self.row0 = crop.region[0], crop.region[1]
@@ -209,7 +208,7 @@ def crop_points(crops: Sequence[CropRegion], index: int, n_per_side: int) -> np.
     return pts[dist.argmin(axis=1) == index]
 
 
-def crop_masks(decode: DecodeFn, crops: Sequence[CropRegion], index: int, points: np.ndarray,
+def crop_masks(decode: PointRunner, crops: Sequence[CropRegion], index: int, points: np.ndarray,
                extent_box: Box, params: AmgParams,
                is_canceled: Callable[[], bool] = lambda: False,
                on_progress: Optional[Callable[[float], None]] = None,
@@ -217,7 +216,8 @@ def crop_masks(decode: DecodeFn, crops: Sequence[CropRegion], index: int, points
     """Meta's ``_process_crop`` for crop ``index``: ``(whole masks, parts at an interior edge)``.
 
     Args:
-        decode: runs the decoder on this crop's embedding (see :data:`DecodeFn`).
+        decode: runs the decoder on this crop's embedding (``SamDecoder.point_runner``): frame
+            ``(x, y)`` of one include point -> (predicted IoUs [K], low-res logits [K, 256, 256]).
         points: ``[N, 2]`` raster prompts (:func:`crop_points`).
         extent_box: the image's edges (end-exclusive raster pixels): masks may touch them.
         is_canceled: checked before each decoder run; when it turns True, returns ``([], [])``.
@@ -225,7 +225,7 @@ def crop_masks(decode: DecodeFn, crops: Sequence[CropRegion], index: int, points
             (the decoder itself takes one point per run).
     """
     crop = crops[index]
-    up = _Upscaler(crop)
+    up = _Upscaler(crop, decode.matrices)
     offset = params.stability_score_offset
     whole: List[MaskRecord] = []
     parts: List[MaskRecord] = []

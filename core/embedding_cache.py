@@ -1,8 +1,12 @@
-"""Persistent, size-capped cache of SAM image embeddings, one entry per encoded crop.
+"""Persistent, size-capped cache of image embedding bundles, one entry per encoded crop.
 
-An entry is ``<key>.npy`` (float16 ``[1, 256, 64, 64]``, 2 MiB) plus a
-``<key>.json`` sidecar holding its shape, sizes and a SHA-256 of the array.
-Both are written to temporary files and renamed into place, the sidecar last:
+An entry is ``<key>.npy``, every tensor of the family's bundle (see
+:class:`ImageEmbedding`) flattened and concatenated as one float16 vector, plus a
+``<key>.json`` sidecar holding the family, each tensor's name and shape in that order,
+the image sizes and a SHA-256 of the vector. A SAM or EfficientSAM entry is 2 MiB, a
+SAM 2.1 one 8 MiB (see :func:`entry_bytes`). Entries of format 1 (SAM only, before
+families) have other keys: they are never read, and age out by LRU eviction.
+Both files are written to temporary files and renamed into place, the sidecar last:
 an entry exists only once it is whole, and an entry that fails its checks
 (truncated, corrupt, foreign) is deleted and reported as a miss, never raised.
 Least recently used entries are evicted beyond ``max_bytes``.
@@ -24,11 +28,12 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .sam_encoder import EMBEDDING_SHAPE, ImageEmbedding
+from .errors import ModelError
+from .families import detect
+from .families.base import IMAGE_EMBEDDINGS, ImageEmbedding
 
-FORMAT_VERSION = 1
-DEFAULT_MAX_BYTES = 2_000_000_000  # 2 GB, about 950 crops
-ENTRY_BYTES = 2 * 256 * 64 * 64 + 1024  # float16 array, .npy header and sidecar: about 2 MiB
+FORMAT_VERSION = 2
+DEFAULT_MAX_BYTES = 2_000_000_000  # 2 GB: about 950 SAM crops, 240 SAM 2.1 crops
 STALE_SECONDS = 3600  # temp files / orphans this old are left by a crash, not a writer at work
 _ENTRIES = "embeddings"
 _ENCODERS = "encoders.json"  # encoder file hashes by (path, size, mtime): ViT-B takes ~1 s to hash
@@ -85,6 +90,19 @@ def _write_json(path: str, data: Dict[str, Any]) -> None:
     _atomic_write(path, lambda f: f.write(json.dumps(data, sort_keys=True).encode("utf-8")))
 
 
+def entry_bytes(family: str) -> int:
+    """Disk bytes of one entry of ``family`` (float16 tensors, .npy header and sidecar)."""
+    return detect.family(family).entry_bytes
+
+
+def _layout(family: str):
+    """``[(name, shape), ...]`` of a family's bundle in storage order, or None if unknown."""
+    try:
+        return list(detect.family(family).bundle_shapes.items())
+    except ModelError:
+        return None
+
+
 def make_key(parts: Dict[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of ``parts``."""
     blob = json.dumps({"v": FORMAT_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
@@ -115,40 +133,51 @@ class EmbeddingCache:
         return os.path.isfile(side) and os.path.isfile(npy)
 
     def get(self, key: str) -> Optional[ImageEmbedding]:
-        """The cached embedding (float32) or None; a damaged entry is removed and is a miss."""
+        """The cached bundle (float32) or None; a damaged entry is removed and is a miss."""
         npy, side = self._paths(key)
         if not os.path.isfile(side):
             return None
         meta = _read_json(side)
+        layout = _layout(str(meta.get("family")))
         try:
             arr = np.load(npy, allow_pickle=False)
-            ok = (meta.get("version") == FORMAT_VERSION and arr.dtype == np.float16
-                  and arr.shape == EMBEDDING_SHAPE and tuple(meta.get("shape", ())) == EMBEDDING_SHAPE
+            stored = [(str(n), tuple(s)) for n, s in meta.get("tensors", [])]
+            ok = (meta.get("version") == FORMAT_VERSION and layout is not None and stored == layout
+                  and arr.dtype == np.float16 and arr.ndim == 1
+                  and arr.size == sum(int(np.prod(s)) for _, s in layout)
                   and hashlib.sha256(arr.tobytes()).hexdigest() == meta.get("sha256"))
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, TypeError):
             ok = False
         if not ok:
             _LOG.warning("Embedding cache entry %s is damaged; it will be encoded again", key[:12])
             self._remove(key)
             return None
         _touch_quietly(side)  # LRU: the sidecar's mtime is the last use
-        return ImageEmbedding(
-            embeddings=arr.astype(np.float32),
-            original_size=tuple(meta["original_size"]),
-            input_size=tuple(meta["input_size"]),
-        )
+        tensors, at = {}, 0
+        for name, shape in layout:
+            n = int(np.prod(shape))
+            tensors[name] = arr[at : at + n].astype(np.float32).reshape(shape)
+            at += n
+        return ImageEmbedding(tensors.pop(IMAGE_EMBEDDINGS), tuple(meta["original_size"]),
+                              tuple(meta["input_size"]), meta["family"], tensors)
 
     def put(self, key: str, embedding: ImageEmbedding, meta: Optional[Dict[str, Any]] = None) -> None:
-        """Store ``embedding`` as float16 atomically, then evict beyond ``max_bytes``."""
-        arr = np.ascontiguousarray(embedding.embeddings, np.float16)
-        if arr.shape != EMBEDDING_SHAPE:
-            raise ValueError(f"embeddings must have shape {EMBEDDING_SHAPE}, got {arr.shape}")
+        """Store ``embedding``'s tensors as float16 atomically, then evict beyond ``max_bytes``."""
+        layout = _layout(embedding.family)
+        tensors = embedding.tensors
+        if layout is None or set(tensors) != {n for n, _ in layout}:
+            raise ValueError(f"a {embedding.family!r} bundle needs tensors {layout}, got {sorted(tensors)}")
+        for name, shape in layout:
+            if tuple(tensors[name].shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {tuple(tensors[name].shape)}")
+        arr = np.concatenate([np.asarray(tensors[n], np.float16).ravel() for n, _ in layout])
         npy, side = self._paths(key)
         with self._lock:
             os.makedirs(os.path.dirname(npy), exist_ok=True)
             _atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False))
             _write_json(side, {
-                "version": FORMAT_VERSION, "shape": list(arr.shape), "dtype": "float16",
+                "version": FORMAT_VERSION, "family": embedding.family, "dtype": "float16",
+                "tensors": [[n, list(s)] for n, s in layout],
                 "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
                 "original_size": list(embedding.original_size), "input_size": list(embedding.input_size),
                 "created": time.time(), "meta": meta or {},

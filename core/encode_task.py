@@ -2,7 +2,9 @@
 
 ``run()`` touches no widget and no layer: :meth:`RasterSegmenter.encode` reads
 through GDAL opened in the task's thread and writes cache entries atomically,
-so cancelling (or a crash) never leaves a half-written entry. Connect to the
+so cancelling (or a crash) never leaves a half-written entry. Cancelling also
+terminates the encoder run in progress (``RunOptions.terminate``), so a cancel
+takes effect within about a second rather than after the crop. Connect to the
 task's ``taskCompleted`` / ``taskTerminated`` / ``progressChanged`` signals;
 ``error`` holds the user-facing message after a failure.
 """
@@ -17,6 +19,7 @@ from qgis.core import QgsTask
 
 from .crops import CropSpec
 from .errors import SegmentationError
+from .onnx_session import CancelToken
 from .segmenter import RasterSegmenter, format_duration
 
 _LOG = logging.getLogger("ai_segmentation")
@@ -27,6 +30,12 @@ class _EncodeTask(QgsTask):
         super().__init__(description, QgsTask.Flag.CanCancel)
         self.segmenter = segmenter
         self.error: Optional[str] = None
+        self.token = CancelToken(self.isCanceled)  # what encode() polls, and what cancel() terminates
+
+    def cancel(self) -> None:
+        """Cancel the task and stop the encoder run in progress (from any thread)."""
+        self.token.cancel()
+        super().cancel()
 
     def run(self) -> bool:
         try:
@@ -54,7 +63,7 @@ class EncodeCropTask(_EncodeTask):
 
     def encode_all(self) -> None:
         self.setProgress(1.0)
-        self.segmenter.encode(self.crop, self.isCanceled)
+        self.segmenter.encode(self.crop, self.token)
         self.setProgress(100.0)
 
 
@@ -84,7 +93,7 @@ class EncodeExtentTask(_EncodeTask):
             if self.isCanceled():
                 return
             start = time.perf_counter()
-            self.segmenter.encode(crop, self.isCanceled)
+            self.segmenter.encode(crop, self.token)
             if self.isCanceled():
                 return
             self._seconds.append(time.perf_counter() - start)

@@ -7,10 +7,11 @@ install it, when it is missing.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import MissingDependencyError, ModelError
+from .errors import MissingDependencyError, ModelError, SegmentationError
 
 ONNX_MAGIC_MIN_BYTES = 16  # anything shorter cannot be an ONNX model
 _LOW_MEMORY_DISABLED = ["ConstantFolding"]
@@ -59,6 +60,16 @@ def shrinking_run_options() -> Any:
     return ro
 
 
+def check_file(path: str, role: str) -> int:
+    """The size of ``path`` in bytes; :class:`ModelError` if it is missing or too short to be ONNX."""
+    if not os.path.isfile(path):
+        raise ModelError(f"SAM {role} model not found: '{path}' does not exist or is not a file")
+    size = os.path.getsize(path)
+    if size < ONNX_MAGIC_MIN_BYTES:
+        raise ModelError(f"SAM {role} model '{path}' is not an ONNX model: the file holds only {size} bytes")
+    return size
+
+
 def open_session(path: str, role: str, threads: Optional[int] = None, low_memory: bool = False) -> Any:
     """Open ``path`` as an ONNX Runtime CPU session, raising :class:`ModelError` on any failure.
 
@@ -68,11 +79,7 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
     :func:`shrinking_run_options` so the arena is shrunk after each run.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelError(f"SAM {role} model not found: '{path}' does not exist or is not a file")
-    size = os.path.getsize(path)
-    if size < ONNX_MAGIC_MIN_BYTES:
-        raise ModelError(f"SAM {role} model '{path}' is not an ONNX model: the file holds only {size} bytes")
+    size = check_file(path, role)
     ort = import_onnxruntime()
     try:
         return ort.InferenceSession(
@@ -80,11 +87,82 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
             disabled_optimizers=_LOW_MEMORY_DISABLED if low_memory else None,
         )
     except Exception as exc:  # onnxruntime raises several private exception types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"SAM {role} model '{path}' could not be loaded: it is not a valid ONNX file, or it is "
-            f"truncated ({size} bytes). onnxruntime said: {first_line[:300]}"
+            f"truncated ({size} bytes). onnxruntime said: {first_line(exc)}"
         ) from None
+
+
+class EncodeCancelledError(SegmentationError):
+    """An encode was stopped by its :class:`CancelToken`; nothing was produced."""
+
+
+class CancelToken:
+    """Stops running encodes from another thread, within about one graph node.
+
+    Calling the token tells whether it was cancelled (or, when given, whether
+    ``is_canceled()`` says so), so it can stand wherever an ``is_canceled``
+    callable is expected. :meth:`cancel` sets ``terminate`` on the RunOptions of
+    every run attached at that moment, and on any attached later.
+    """
+
+    def __init__(self, is_canceled: Optional[Callable[[], bool]] = None) -> None:
+        self._poll = is_canceled
+        self._cancelled = False
+        self._lock = threading.Lock()
+        self._runs: List[Any] = []
+
+    def __call__(self) -> bool:
+        return self._cancelled or bool(self._poll and self._poll())
+
+    @property
+    def running(self) -> bool:
+        """True while a run is attached (an encode is in progress)."""
+        with self._lock:
+            return bool(self._runs)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            for ro in self._runs:
+                ro.terminate = True
+
+    def attach(self, run_options: Any) -> None:
+        with self._lock:
+            if self():
+                run_options.terminate = True
+            self._runs.append(run_options)
+
+    def detach(self, run_options: Any) -> None:
+        with self._lock:
+            self._runs = [ro for ro in self._runs if ro is not run_options]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (onnxruntime's can run to pages), at most 300 chars."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def run_cancellable(session: Any, outputs: List[str], feed: Dict[str, Any], cancel: Optional[CancelToken],
+                    path: str) -> List[Any]:
+    """``session.run`` with shrinking run options that ``cancel`` can terminate.
+
+    Raises :class:`EncodeCancelledError` when cancelled, :class:`ModelError` (naming ``path``)
+    when onnxruntime fails otherwise.
+    """
+    ro = shrinking_run_options()  # a fresh one per run: a terminated one stays terminated
+    if cancel is not None:
+        cancel.attach(ro)
+    try:
+        return session.run(outputs, feed, ro)
+    except Exception as exc:  # onnxruntime raises several private exception types
+        if cancel is not None and cancel():
+            raise EncodeCancelledError("encoding was cancelled") from None
+        raise ModelError(f"'{path}' failed while encoding: {first_line(exc)}") from None
+    finally:
+        if cancel is not None:
+            cancel.detach(ro)
 
 
 def signature(session: Any) -> Tuple[Dict[str, TensorSpec], Dict[str, TensorSpec]]:
@@ -92,22 +170,3 @@ def signature(session: Any) -> Tuple[Dict[str, TensorSpec], Dict[str, TensorSpec
     ins = {i.name: TensorSpec(i.name, len(i.shape)) for i in session.get_inputs()}
     outs = {o.name: TensorSpec(o.name, len(o.shape)) for o in session.get_outputs()}
     return ins, outs
-
-
-def require(
-    path: str,
-    role: str,
-    found: Dict[str, TensorSpec],
-    expected: Sequence[TensorSpec],
-    kind: str,
-    hint: str = "",
-) -> None:
-    """Raise :class:`ModelError` unless every expected tensor is present with its rank."""
-    missing = [e for e in expected if found.get(e.name) != e]
-    if missing:
-        want = ", ".join(str(e) for e in expected)
-        got = ", ".join(str(f) for f in found.values()) or "none"
-        raise ModelError(
-            f"'{path}' is not a SAM {role} exported by samexporter: expected {kind} {want}; "
-            f"found {got}.{(' ' + hint) if hint else ''}"
-        )

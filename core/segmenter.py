@@ -21,13 +21,14 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from .crops import DEFAULT_STRIDE, CropGrid, CropSpec, crops_in_extent, mask_bounds, touches_interior_edge
-from .embedding_cache import ENTRY_BYTES, EmbeddingCache, make_key
-from .errors import SegmentationError
+from .embedding_cache import EmbeddingCache, entry_bytes, make_key
+from .errors import ModelError, SegmentationError
+from .families import detect
 from .geo import Extent, GeoTransform, extent_to_pixel_bounds, map_to_pixel
+from .onnx_session import CancelToken, EncodeCancelledError
 from .raster_source import RasterSource
 from .sam_decoder import PromptError, SamDecoder
 from .sam_encoder import ImageEmbedding, SamEncoder
-from .transforms import IMG_SIZE
 
 MAX_RECENTRES = 3  # re-centred / coarser decodes after the first, per segment() call
 _LOG = logging.getLogger("ai_segmentation")
@@ -132,11 +133,11 @@ def format_duration(seconds: float) -> str:
 
 
 class RasterSegmenter:
-    """SAM on one raster: lazy models, one embedding per crop, cached on disk.
+    """A SAM-family model on one raster: lazy models, one embedding bundle per crop, cached on disk.
 
     Args:
         source: the raster (see :meth:`RasterSource.open`).
-        encoder_path, decoder_path: samexporter ONNX files, loaded on first use.
+        encoder_path, decoder_path: ONNX files of one model family, loaded on first use.
         cache: where embeddings live.
         threads: ONNX Runtime intra-op threads (None: its default).
         stride: grid step in source pixels (see :mod:`crops`).
@@ -154,8 +155,15 @@ class RasterSegmenter:
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
         self._encoder: Optional[SamEncoder] = None
         self._decoder: Optional[SamDecoder] = None
+        self._family: Optional[str] = None
 
     # --- models and keys ---
+
+    def family(self) -> str:
+        """The encoder's model family (read from its graph header once, in milliseconds)."""
+        if self._family is None:
+            self._family = detect.probe(self.encoder_path).family
+        return self._family
 
     def _get_encoder(self) -> SamEncoder:
         with self._encoder_lock:
@@ -166,21 +174,26 @@ class RasterSegmenter:
     def _get_decoder(self) -> SamDecoder:
         with self._decoder_lock:
             if self._decoder is None:
-                self._decoder = SamDecoder(self.decoder_path, self.threads)
+                decoder = SamDecoder(self.decoder_path, self.threads)
+                family = self.family()
+                if decoder.family.name != family:
+                    raise ModelError(detect.mismatch_message(self.encoder_path, detect.family(family),
+                                                             self.decoder_path, decoder.family))
+                self._decoder = decoder
             return self._decoder
 
     def prepare(self) -> None:
         """Load the decoder and run it once, so the first click answers at full speed.
 
         Optional (everything loads lazily); the GUI may call it when the map tool
-        is activated. Costs about 0.2-0.4 s; never loads the encoder. The blank
-        decode at the usual frame size also builds the mask upscaling matrices.
+        is activated. Costs about 0.2-0.4 s; never loads the encoder (but checks that it
+        belongs with the decoder: :class:`ModelError` naming both files otherwise).
         """
-        blank = ImageEmbedding(np.zeros((1, 256, 64, 64), np.float32), (IMG_SIZE, IMG_SIZE), (IMG_SIZE, IMG_SIZE))
-        self._get_decoder().predict(blank, [[512.0, 512.0]], [1], multimask=True)
+        decoder = self._get_decoder()
+        decoder.predict(decoder.blank_embedding(), [[512.0, 512.0]], [1], multimask=True)
 
     def _key(self, crop: CropSpec) -> str:
-        return make_key({"source": self.source.identity(), "crop": crop.as_dict(),
+        return make_key({"source": self.source.identity(), "crop": crop.as_dict(), "family": self.family(),
                          "encoder": self.cache.encoder_hash(self.encoder_path)})
 
     # --- prompts ---
@@ -234,7 +247,9 @@ class RasterSegmenter:
         """Encode ``crop`` and cache it; thread-safe, for a QgsTask (GDAL opened in this thread).
 
         Does nothing if the crop is cached. ``is_canceled`` is checked before the
-        read and before the encoder runs; a cancelled call writes nothing.
+        read and before the encoder runs; when it is a :class:`CancelToken`, cancelling
+        it also stops a running encode within about a second. A cancelled call writes
+        nothing.
         """
         key = self._key(crop)
         if is_canceled() or self.cache.contains(key):
@@ -244,7 +259,11 @@ class RasterSegmenter:
         if is_canceled():
             return
         start = time.perf_counter()
-        embedding = encoder.encode(rgb)
+        try:
+            embedding = encoder.encode(rgb, is_canceled if isinstance(is_canceled, CancelToken) else None)
+        except EncodeCancelledError:
+            _LOG.info("Encoding crop %s of %s cancelled", crop.as_dict(), self.source.uri)
+            return
         seconds = time.perf_counter() - start
         self.cache.put(key, embedding, {"uri": self.source.uri, "crop": crop.as_dict(),
                                         "bands": list(self.source.bands)})
@@ -260,7 +279,7 @@ class RasterSegmenter:
         todo = sum(1 for c in crops if not self.is_encoded(c))
         per_crop = self.seconds_per_crop()
         return EncodeEstimate(len(crops), todo, None if per_crop is None else todo * per_crop,
-                              todo * ENTRY_BYTES, self.cache.max_bytes)
+                              todo * entry_bytes(self.family()), self.cache.max_bytes)
 
     def embedding(self, crop: CropSpec) -> ImageEmbedding:
         """The cached embedding of ``crop``; raises :class:`NotEncodedError` (also if damaged)."""
@@ -274,11 +293,11 @@ class RasterSegmenter:
     def _decode(self, crop: CropSpec, pts: np.ndarray, labels: Tuple[int, ...], box: Optional[np.ndarray],
                 mask_input: Optional[np.ndarray], multimask: bool) -> Segmentation:
         emb = self.embedding(crop)
-        # SAM puts a coordinate c at the centre of pixel c: continuous frame position - 0.5.
-        fpts = crop.to_frame(pts) - 0.5 if len(pts) else None
-        fbox = (crop.to_frame(box.reshape(2, 2)) - 0.5).ravel() if box is not None else None
+        # Continuous frame positions: the family shifts them by half a pixel of its own frame.
+        fpts = crop.to_frame(pts) if len(pts) else None
+        fbox = crop.to_frame(box.reshape(2, 2)).ravel() if box is not None else None
         pred = self._get_decoder().predict(emb, fpts, list(labels) if len(pts) else None, fbox,
-                                           mask_input, multimask)
+                                           mask_input, multimask, continuous=True)
         masks = pred.masks.copy()
         w, h = crop.valid_size(self.source.width, self.source.height)
         masks[:, h:, :] = False  # padding beyond the raster's edge

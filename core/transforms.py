@@ -51,14 +51,18 @@ _PRECISION_BITS = 32 - 8 - 2  # PIL's fixed-point precision for 8-bit resampling
 
 
 @lru_cache(maxsize=16)
-def _pil_bilinear_coeffs(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Per output pixel: source indices ``[out, k]`` and fixed-point weights ``[out, k]``."""
+def _aa_bilinear_weights(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per output pixel: source indices ``[out, k]`` and normalised float weights ``[out, k]``.
+
+    PIL's bilinear filter (antialiased when shrinking), which torch's
+    ``interpolate(mode="bilinear", antialias=True, align_corners=False)`` also uses.
+    """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)  # antialias when shrinking
     support = 1.0 * filterscale
     ksize = int(np.ceil(support)) * 2 + 1
     idx = np.zeros((out_size, ksize), np.int64)
-    wts = np.zeros((out_size, ksize), np.int64)
+    wts = np.zeros((out_size, ksize), np.float64)
     ss = 1.0 / filterscale
     for xx in range(out_size):
         center = (xx + 0.5) * scale
@@ -69,11 +73,17 @@ def _pil_bilinear_coeffs(in_size: int, out_size: int) -> Tuple[np.ndarray, np.nd
         for v in k:  # sequential sum, as PIL does, so rounding matches bit for bit
             total += v
         for x, v in enumerate(k):
-            v = v / total if total != 0.0 else v
-            wts[xx, x] = int(0.5 + v * (1 << _PRECISION_BITS))
+            wts[xx, x] = v / total if total != 0.0 else v
             idx[xx, x] = x + xmin
         idx[xx, xmax:] = xmin  # zero weight, any valid index
     return idx, wts
+
+
+@lru_cache(maxsize=16)
+def _pil_bilinear_coeffs(in_size: int, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_aa_bilinear_weights` in PIL's fixed point for 8-bit images."""
+    idx, wts = _aa_bilinear_weights(in_size, out_size)
+    return idx, np.floor(0.5 + wts * (1 << _PRECISION_BITS)).astype(np.int64)
 
 
 def _resample_axis(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
@@ -106,11 +116,32 @@ def resize_longest_side(image: np.ndarray, long_side: int = IMG_SIZE) -> np.ndar
     return resize_uint8(image, resized_shape(image.shape[0], image.shape[1], long_side))
 
 
+def resize_float(image: np.ndarray, shape: Shape) -> np.ndarray:
+    """Resize an HxWxC float32 image to ``shape`` with the antialiased bilinear filter, in float.
+
+    Equal to torch's ``interpolate(mode="bilinear", antialias=True, align_corners=False)``
+    (what torchvision's ``Resize`` does to a tensor); without antialiasing when enlarging,
+    which is then plain bilinear.
+    """
+    out = np.asarray(image, np.float32)
+    for axis, size in ((1, shape[1]), (0, shape[0])):
+        if out.shape[axis] == size:
+            continue
+        idx, wts = _aa_bilinear_weights(out.shape[axis], size)
+        src = np.moveaxis(out, axis, 0)
+        acc = np.zeros((size, *src.shape[1:]), np.float32)
+        w32 = wts.astype(np.float32)
+        for j in range(idx.shape[1]):
+            acc += src[idx[:, j]] * w32[:, j].reshape(-1, *([1] * (src.ndim - 1)))
+        out = np.moveaxis(acc, 0, axis)
+    return np.ascontiguousarray(out)
+
+
 # --- mask upscaling, equal to Sam.postprocess_masks (torch bilinear, align_corners=False) ---
 
 
 @lru_cache(maxsize=32)
-def _bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     """``[out, in]`` float32 matrix of torch's bilinear interpolation, align_corners=False."""
     scale = in_size / out_size
     src = np.maximum((np.arange(out_size) + 0.5) * scale - 0.5, 0.0)
@@ -129,8 +160,8 @@ def postprocess_matrices(input_size: Shape, original: Shape) -> Tuple[np.ndarray
     """Row and column matrices taking 256x256 logits to the original size: ``rows @ logits @ cols.T``."""
     mats = []
     for axis in (0, 1):
-        up = _bilinear_matrix(LOW_RES, IMG_SIZE)[: input_size[axis]]  # upscale, crop padding
-        down = _bilinear_matrix(input_size[axis], original[axis])
+        up = bilinear_matrix(LOW_RES, IMG_SIZE)[: input_size[axis]]  # upscale, crop padding
+        down = bilinear_matrix(input_size[axis], original[axis])
         mats.append((down @ up).astype(np.float32))
     return mats[0], mats[1]
 

@@ -389,7 +389,9 @@ class SetupDialog(QDialog):
 
         def job(on_line: Callable[[str], None], cancelled: Callable[[], bool]) -> List[Path]:
             on_line("quantising: seconds for ViT-B, longer for ViT-H; Cancel discards the result at the end")
-            path = quantize.build_int8_encoder(src, dst)
+            built = quantize.build_int8_encoder(src, dst)
+            path = built.path
+            on_line(f"int8 encoder's cosine to fp32 on a test image: {built.cosine:.5f}")
             if cancelled():
                 path.unlink()
                 return []

@@ -12,6 +12,7 @@ from core import amg_utils as au
 from core import automatic as amg
 from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
+from core.families.base import PointRunner
 from core.transforms import postprocess_matrices, resized_shape
 from tools.plugin_package import plugin_module
 
@@ -126,8 +127,8 @@ def test_windowed_upscale_equals_postprocess_masks(frame):
     h, w = frame
     for region in [(0, 0, w, h), (37, 11, w - 50, h - 7)]:
         crop = CropRegion((100, 200), frame, (region[0] + 100, region[1] + 200, region[2] + 100, region[3] + 200))
-        up = amg._Upscaler(crop)
         rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        up = amg._Upscaler(crop, (rows, cols))
         for low in _blob_logits(rng, 4):
             full = (rows @ low @ cols.T)[region[1]:region[3], region[0]:region[2]]
             for floor in (0.0, -1.0):
@@ -176,7 +177,7 @@ def _fake_decoder(scene: np.ndarray, crop: CropRegion, calls: list):
         low = np.where((seen == label) & (label > 0), 5.0, -5.0).astype(np.float32)
         return np.array([0.95, 0.9, 0.5], np.float32), np.stack([low, low, low])
 
-    return decode
+    return PointRunner(decode, postprocess_matrices(resized_shape(h, w), (h, w)))
 
 
 def _run(extent_box, params, scene=None):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 from osgeo import gdal
+from slow_model import write_slow_encoder
 
 from core.embedding_cache import EmbeddingCache
+from core.onnx_session import CancelToken, EncodeCancelledError
 from core.raster_source import RasterSource
+from core.sam_encoder import SamEncoder
 from core.segmenter import MapPrompt, RasterSegmenter
 
 GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
@@ -132,4 +137,59 @@ def test_failing_task_reports_a_clear_error(segmenter, qgis_app, qtbot, tmp_path
     (tmp_path / "nope.onnx").write_bytes(b"x" * 64)  # hashable, but not a model
     task = EncodeCropTask(seg, crop)
     ok, _ = start(task, qtbot)
-    assert not ok and "could not be loaded" in task.error and not seg.is_encoded(crop)
+    assert not ok and "could not be loaded" in task.error and "nope.onnx" in task.error
+    assert not os.path.isdir(os.path.join(seg.cache.directory, "embeddings"))  # nothing cached
+
+
+needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="the slow test graph needs onnx")
+
+
+@needs_onnx
+def test_cancel_terminates_a_running_encode_within_a_second(tmp_path):
+    """RunOptions.terminate: the encoder stops mid-run (a 600-MatMul graph takes ~15 s) and raises."""
+    encoder = SamEncoder(write_slow_encoder(tmp_path / "slow.encoder.onnx", 600))
+    token = CancelToken()
+    outcome = {}
+
+    def work():
+        try:
+            outcome["result"] = encoder.encode(np.zeros((100, 100, 3), np.uint8), token)
+        except EncodeCancelledError:
+            outcome["cancelled_at"] = time.perf_counter()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.perf_counter() + 30
+    while not token.running and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # well inside the run
+    assert token.running
+    start = time.perf_counter()
+    token.cancel()
+    thread.join(30)
+    assert "result" not in outcome and "cancelled_at" in outcome and not token.running
+    assert outcome["cancelled_at"] - start < 1.0
+
+
+@needs_onnx
+def test_cancelling_the_task_stops_the_crop_being_encoded(segmenter, qgis_app, qtbot, tmp_path):
+    """The task manager's cancel (C++ calling the task's cancel()) terminates the encoder run:
+    the task ends within a second, without an error, with nothing cached."""
+    from qgis.core import QgsApplication
+
+    from core.encode_task import EncodeCropTask
+
+    seg = segmenter(900, 700, encoder=write_slow_encoder(tmp_path / "slow.encoder.onnx", 600))
+    crop = seg.crops_in_extent()[0]
+    task = EncodeCropTask(seg, crop)
+    ended = []
+    task.taskTerminated.connect(lambda: ended.append(time.perf_counter()))
+    task.taskCompleted.connect(lambda: ended.append(None))
+    QgsApplication.taskManager().addTask(task)
+    qtbot.waitUntil(lambda: task.token.running, timeout=30000)
+    qtbot.wait(300)
+    start = time.perf_counter()
+    QgsApplication.taskManager().cancelAll()
+    qtbot.waitUntil(lambda: bool(ended), timeout=30000)
+    assert ended[0] is not None and ended[0] - start < 1.0
+    assert task.error is None and not seg.is_encoded(crop) and no_temp_files(seg)

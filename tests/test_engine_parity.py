@@ -7,6 +7,7 @@ import pytest
 from sam_cases import SIZES, make_image, prompts, refine_prompt
 
 from core.sam_encoder import SamEncoder
+from core.transforms import resized_shape
 
 CASES = ["point", "three_points", "box", "box_point"]
 
@@ -67,3 +68,25 @@ def test_refining_click_with_previous_logits(size, multi, decoder, golden, embed
     pred = decoder.predict(emb, mask_input=best, multimask=multi, **refine_prompt(*size))
     _check(pred, golden, f"{size[0]}x{size[1]}/refine/{int(multi)}", multi)
     assert not np.array_equal(pred.low_res_logits, first.low_res_logits[: pred.low_res_logits.shape[0]])
+
+
+def _continuous(p: dict, size) -> dict:
+    """SamPredictor's coordinates c as continuous positions: c + 0.5 / s, s = resized / original per axis."""
+    h, w = size
+    new_h, new_w = resized_shape(h, w)
+    shift = np.array([0.5 * w / new_w, 0.5 * h / new_h])
+    out = dict(p)
+    if "points" in p:
+        out["points"] = np.asarray(p["points"], np.float64) + shift
+    if "box" in p:
+        out["box"] = (np.asarray(p["box"], np.float64).reshape(2, 2) + shift).ravel()
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("case", CASES)
+def test_continuous_positions_land_where_sampredictor_puts_them(size, case, decoder, golden, embeddings):
+    """A continuous position p is SamPredictor's c = p - 0.5 / s: the same masks and logits, at every size
+    (at 300x200 the shift is 0.15 px in x and 0.15 px in y, not SamPredictor's flat 0.5)."""
+    pred = decoder.predict(embeddings[size], multimask=True, continuous=True, **_continuous(prompts(*size)[case], size))
+    _check(pred, golden, f"{size[0]}x{size[1]}/{case}/1", True)

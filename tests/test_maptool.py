@@ -133,15 +133,15 @@ def decode_directly(s, points=None, labels=None, box=None, mask_input=None, mult
     crop = s.controller.history.result.seg.crop
     gt = segmenter.source.geotransform
 
-    def frame(p):  # SAM puts coordinate c at the centre of pixel c
-        return crop.to_frame(map_to_pixel(gt, p)) - 0.5
+    def frame(p):  # continuous positions in the crop's frame (the decoder shifts them itself)
+        return crop.to_frame(map_to_pixel(gt, p))
 
     pts = frame(points) if points else None
     fbox = frame([box[:2], box[2:]]).ravel() if box else None
     if fbox is not None:  # map y grows up, rows grow down: SAM wants (x0, y0, x1, y1) top-left first
         fbox = np.array([min(fbox[0], fbox[2]), min(fbox[1], fbox[3]), max(fbox[0], fbox[2]), max(fbox[1], fbox[3])])
     return SamDecoder(s.controller.models.decoder).predict(segmenter.embedding(crop), pts, labels, fbox,
-                                                           mask_input, multimask)
+                                                           mask_input, multimask, continuous=True)
 
 
 def features(layer):

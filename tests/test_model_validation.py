@@ -51,16 +51,16 @@ def test_decoder_given_as_encoder(tiny_paths, tmp_path):
     with pytest.raises(ModelError) as err:
         SamEncoder(path)
     msg = str(err.value)
-    assert "swapped.onnx" in msg and "expected one input 'input_image'" in msg
-    assert "found image_embeddings (rank 4)" in msg and "looks like a SAM decoder" in msg
+    assert "swapped.onnx" in msg and "is a SAM / MobileSAM decoder, not an encoder" in msg
+    assert "choose the encoder file" in msg
 
 
 def test_encoder_given_as_decoder(tiny_paths):
     with pytest.raises(ModelError) as err:
         SamDecoder(tiny_paths["encoder"])
     msg = str(err.value)
-    assert "expected inputs image_embeddings (rank 4), point_coords (rank 3)" in msg
-    assert "found input_image (rank 4)" in msg and "looks like a SAM encoder" in msg
+    assert "tiny.encoder.onnx' is a SAM / MobileSAM encoder, not a decoder" in msg
+    assert "choose the decoder file" in msg
 
 
 def test_both_encoder_variants_detected(tiny_paths):

@@ -55,7 +55,8 @@ def test_without_onnx_the_reason_is_explained(models, monkeypatch):
 @needs_onnx
 def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
     src = models / "tiny.encoder.preproc.onnx"
-    out = quantize.build_int8_encoder(src)
+    built = quantize.build_int8_encoder(src)
+    out = built.path
     assert out == models / "tiny.encoder.preproc.int8.onnx"
     assert sorted(os.listdir(models)) == ["tiny.decoder.onnx", "tiny.encoder.preproc.int8.onnx",
                                           "tiny.encoder.preproc.onnx"]  # no temporary file left
@@ -72,6 +73,11 @@ def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
     emb = SamEncoder(out).encode(image)
     assert emb.embeddings.shape == (1, 256, 64, 64) and emb.input_size == ref.input_size
     assert _cosine(ref.embeddings, emb.embeddings) >= 0.999
+    # the reported cosine is the one on the fixed reference image
+    fixed = quantize.reference_image()
+    want = _cosine(SamEncoder(src).encode(fixed).embeddings, SamEncoder(out).encode(fixed).embeddings)
+    assert built.cosines == {"image_embeddings": pytest.approx(want, abs=1e-9)} and built.cosine == built.cosines[
+        "image_embeddings"] and 0.999 <= built.cosine < 1.0
     assert np.linalg.norm(ref.embeddings - emb.embeddings) / np.linalg.norm(ref.embeddings) < 0.05
     pred = SamDecoder(models / "tiny.decoder.onnx").predict(emb, points=[[200, 150]], labels=[1])
     assert pred.masks.shape == (3, 300, 420)
@@ -79,7 +85,7 @@ def test_int8_encoder_is_picked_up_and_close_to_fp32(models):
 
 @needs_onnx
 def test_a_decoder_is_refused_and_nothing_written(models):
-    with pytest.raises(ModelError, match=r"not a SAM encoder .* choose the encoder file"):
+    with pytest.raises(ModelError, match=r"decoder, not an encoder: choose the encoder file"):
         quantize.build_int8_encoder(models / "tiny.decoder.onnx", models / "x.int8.onnx")
     src = models / "tiny.encoder.preproc.onnx"
     with pytest.raises(ModelError, match="would overwrite its source"):

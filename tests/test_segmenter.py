@@ -9,7 +9,7 @@ import pytest
 from osgeo import gdal, osr
 
 from core.crops import CropSpec, mask_bounds, touches_interior_edge
-from core.embedding_cache import ENTRY_BYTES, EmbeddingCache
+from core.embedding_cache import EmbeddingCache, entry_bytes
 from core.geo import PIXEL_GEOTRANSFORM
 from core.raster_source import RasterSource
 from core.sam_decoder import PromptError
@@ -72,8 +72,8 @@ def run(seg: RasterSegmenter, prompt: MapPrompt, previous=None, multimask=True):
 
 
 def direct(decoder, seg, crop, frame_points, labels=None, box=None, mask_input=None, multimask=True):
-    """The decoder called by hand on a crop's cached embedding (SAM pixel-index coordinates)."""
-    pred = decoder.predict(seg.embedding(crop), frame_points, labels, box, mask_input, multimask)
+    """The decoder called by hand on a crop's cached embedding (continuous frame positions)."""
+    pred = decoder.predict(seg.embedding(crop), frame_points, labels, box, mask_input, multimask, continuous=True)
     masks = pred.masks.copy()
     w, h = crop.valid_size(seg.source.width, seg.source.height)
     masks[:, h:], masks[:, :, w:] = False, False
@@ -107,9 +107,7 @@ def test_segment_equals_decoder_on_the_crop_with_exact_georeferencing(make, deco
     assert res.masks.shape == (3, 600, 800) and res.scores.shape == (3,)
     assert res.low_res_logits.shape == (3, 256, 256)
     assert res.geotransform == UTM_GT and "32633" in res.crs_wkt
-    # pixel centres (200.5, 400.5) are SAM's (200, 400); the box's pixel edges 100..300 keep their centre
-    box = [99.5, 299.5, 299.5, 499.5]
-    masks, scores, _ = direct(decoder, seg, res.crop, [[200, 400], [50, 60]], [1, 0], box)
+    masks, scores, _ = direct(decoder, seg, res.crop, [[200.5, 400.5], [50.5, 60.5]], [1, 0], [100, 300, 300, 500])
     np.testing.assert_array_equal(res.masks, masks)
     np.testing.assert_allclose(res.scores, scores)
     single, _ = run(seg, prompt, multimask=False)
@@ -121,13 +119,13 @@ def test_refining_uses_previous_logits_only_on_the_same_crop(make, decoder, tmp_
     first, _ = run(seg, MapPrompt(points=(to_map(200.5, 400.5),), labels=(1,)))
     two = MapPrompt(points=(to_map(200.5, 400.5), to_map(250.5, 420.5)), labels=(1, 1))
     refined, _ = run(seg, two, previous=first)
-    masks, _, _ = direct(decoder, seg, first.crop, [[200, 400], [250, 420]], [1, 1],
+    masks, _, _ = direct(decoder, seg, first.crop, [[200.5, 400.5], [250.5, 420.5]], [1, 1],
                          mask_input=first.low_res_logits[first.best][None])
     np.testing.assert_array_equal(refined.masks, masks)
     elsewhere = Segmentation(first.masks, first.scores, first.low_res_logits + 5.0, first.geotransform,
                              first.crs_wkt, CropSpec(0, 0, 10, 10))
     unrefined, _ = run(seg, two, previous=elsewhere)  # not the same crop: no mask input
-    plain, _, _ = direct(decoder, seg, first.crop, [[200, 400], [250, 420]], [1, 1])
+    plain, _, _ = direct(decoder, seg, first.crop, [[200.5, 400.5], [250.5, 420.5]], [1, 1])
     np.testing.assert_array_equal(unrefined.masks, plain)
 
 
@@ -182,12 +180,12 @@ def test_object_straddling_a_crop_edge_comes_back_whole(make, decoder, tmp_path)
     res, encoded = run(seg, prompt)
     first = encoded[0]
     assert first == CropSpec(768, 768, 1024, 1024) and res.crop != first and len(encoded) >= 2
-    cut, scores, _ = direct(decoder, seg, first, [[1650 - 768, 1200 - 768]], [1])
+    cut, scores, _ = direct(decoder, seg, first, [[1650.5 - 768, 1200.5 - 768]], [1])
     assert touches_interior_edge(cut[np.argmax(scores)], seg.grid.interior_edges(first))  # first crop cuts
     best = res.masks[res.best]
     assert not touches_interior_edge(best, seg.grid.interior_edges(res.crop))
     s = res.crop.scale
-    frame_pt = [[(1650.5 - res.crop.col0) / s - 0.5, (1200.5 - res.crop.row0) / s - 0.5]]
+    frame_pt = [[(1650.5 - res.crop.col0) / s, (1200.5 - res.crop.row0) / s]]
     masks, _, _ = direct(decoder, seg, res.crop, frame_pt, [1])
     np.testing.assert_array_equal(res.masks, masks)  # exactly the decoder's answer on that crop
     # the tiny model's blob fills its crop, so the chain goes coarser until no edge cuts it
@@ -211,7 +209,7 @@ def test_ungeoreferenced_png_works_in_pixel_coordinates(make, decoder, tmp_path)
     assert not seg.source.georeferenced and seg.source.notice
     res, _ = run(seg, MapPrompt(points=((100.5, -200.5),), labels=(1,)))
     assert res.geotransform == PIXEL_GEOTRANSFORM
-    masks, _, _ = direct(decoder, seg, res.crop, [[100, 200]], [1])
+    masks, _, _ = direct(decoder, seg, res.crop, [[100.5, 200.5]], [1])
     np.testing.assert_array_equal(res.masks, masks)
 
 
@@ -231,8 +229,46 @@ def test_estimate_and_crops_in_extent(make, tmp_path):
     seg.encode(crops[0])
     est = seg.estimate(crops)
     assert (est.total, est.to_encode) == (12, 11) and est.seconds > 0 and "11 of 12 crops" in est.text
-    assert est.cache_bytes == 11 * ENTRY_BYTES and "23 MB)" in est.text and "evicted" not in est.text
-    seg.cache.max_bytes = 10 * ENTRY_BYTES
+    assert est.cache_bytes == 11 * entry_bytes("sam") and "23 MB)" in est.text and "evicted" not in est.text
+    seg.cache.max_bytes = 10 * entry_bytes("sam")
     assert "more than the 21 MB embedding cache" in seg.estimate(crops).text
     assert seg.crops_in_extent((*to_map(10, 20), *to_map(20, 10))) == [crops[0]]
     assert [format_duration(s) for s in (45, 720, 7500)] == ["45 s", "12 min", "2 h 05 min"]
+
+
+class _FeedSpy:
+    """Stands in for the decoder's onnxruntime session: records each feed, then runs the real one."""
+
+    def __init__(self, session, feeds):
+        self._session, self.feeds = session, feeds
+
+    def run(self, names, feed, *args):
+        self.feeds.append({k: np.array(v) for k, v in feed.items()})
+        return self._session.run(names, feed, *args)
+
+
+def spy_decoder(seg):
+    impl = seg._get_decoder()._impl
+    feeds = []
+    impl.session = _FeedSpy(impl.session, feeds)
+    return feeds
+
+
+def test_a_click_lands_on_its_pixel_on_a_400x300_frame(make, tmp_path):
+    """#13.2: a frame whose long side is not 1024 px. SAM's decoder adds 0.5 in its 1024 frame,
+    so a click at a pixel centre p must reach the graph as p * s - 0.5 (s = 1024 / 400 here),
+    landing at p * s, the centre of that pixel scaled; a flat -0.5 in frame pixels would put it
+    0.5 * (s - 1) = 0.78 px (1024 frame) off. Boxes too."""
+    seg = make(raster(tmp_path / "small.tif", 400, 300))
+    run(seg, MapPrompt(points=(to_map(200.5, 150.5),), labels=(1,)))  # encodes the one crop
+    feeds = spy_decoder(seg)
+    x0, y1 = to_map(40, 260)
+    x1, y0 = to_map(120, 180)
+    res = seg.segment(MapPrompt(points=(to_map(123.5, 77.5), to_map(10.5, 290.5)), labels=(1, 0),
+                                box=(x0, y0, x1, y1)))
+    assert res.crop == CropSpec(0, 0, 400, 300) and len(feeds) == 1
+    s = 1024 / 400  # resized 400x300 -> 1024x768: s = 2.56 on both axes
+    landed = feeds[0]["point_coords"][0] + 0.5
+    want = np.array([[123.5, 77.5], [10.5, 290.5], [40, 180], [120, 260]]) * s
+    np.testing.assert_allclose(landed, want, atol=1e-4)
+    np.testing.assert_array_equal(feeds[0]["point_labels"][0], [1, 0, 2, 3])

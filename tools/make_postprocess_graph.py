@@ -1,9 +1,11 @@
-"""Write core/graphs/postprocess_masks.onnx: SAM's mask post-processing as a tiny ONNX graph.
+"""Write core/graphs/*.onnx: the families' mask post-processing as tiny ONNX graphs.
 
-Same steps as ``Sam.postprocess_masks`` (torch bilinear, align_corners=False):
-upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the resized
-input size, resize to the original size, threshold at 0. ONNX Runtime's Resize
-does this several times faster than numpy. Needs the ``onnx`` package (dev only):
+``postprocess_masks.onnx`` does what ``Sam.postprocess_masks`` does (torch bilinear,
+align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the
+resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
+SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
+the original size, threshold at 0. ONNX Runtime's Resize does this several times faster than
+numpy. Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """
@@ -15,7 +17,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-OUT = Path(__file__).resolve().parents[1] / "core" / "graphs" / "postprocess_masks.onnx"
+GRAPHS = Path(__file__).resolve().parents[1] / "core" / "graphs"
+RESIZE = dict(mode="linear", coordinate_transformation_mode="half_pixel")  # = align_corners=False
 
 
 def _const(name: str, values: list) -> onnx.NodeProto:
@@ -23,8 +26,31 @@ def _const(name: str, values: list) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], value=tensor)
 
 
-def build() -> onnx.ModelProto:
-    resize = dict(mode="linear", coordinate_transformation_mode="half_pixel")  # = align_corners=False
+def _threshold(src: str) -> list:
+    return [
+        helper.make_node("Constant", [], ["zero_f"], value=helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Greater", [src, "zero_f"], ["masks"]),
+    ]
+
+
+def _model(nodes: list, name: str, inputs: list) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("low_res_masks", TensorProto.FLOAT, ["K", 256, 256]), *inputs],
+        [helper.make_tensor_value_info("masks", TensorProto.BOOL, ["K", "H", "W"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="ai_segmentation")
+    model.ir_version = 8  # readable by onnxruntime >= 1.15
+    onnx.checker.check_model(model)
+    return model
+
+
+def _size_input(name: str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.INT64, [2])
+
+
+def build_sam() -> onnx.ModelProto:
+    resize = RESIZE
     nodes = [
         _const("axis1", [1]), _const("frame", [1024, 1024]), _const("start", [0, 0]), _const("axes23", [2, 3]),
         _const("zero", [0]), _const("two", [2]),
@@ -37,23 +63,28 @@ def build() -> onnx.ModelProto:
         helper.make_node("Concat", ["k1", "original_size"], ["size_orig"], axis=0),
         helper.make_node("Resize", ["cropped", "", "", "size_orig"], ["logits4"], **resize),
         helper.make_node("Squeeze", ["logits4", "axis1"], ["logits"]),
-        helper.make_node("Constant", [], ["zero_f"], value=helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0])),
-        helper.make_node("Greater", ["logits", "zero_f"], ["masks"]),
+        *_threshold("logits"),
     ]
-    graph = helper.make_graph(
-        nodes, "sam_postprocess_masks",
-        [helper.make_tensor_value_info("low_res_masks", TensorProto.FLOAT, ["K", 256, 256]),
-         helper.make_tensor_value_info("input_size", TensorProto.INT64, [2]),
-         helper.make_tensor_value_info("original_size", TensorProto.INT64, [2])],
-        [helper.make_tensor_value_info("masks", TensorProto.BOOL, ["K", "H", "W"])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="ai_segmentation")
-    model.ir_version = 8  # readable by onnxruntime >= 1.15
-    onnx.checker.check_model(model)
-    return model
+    return _model(nodes, "sam_postprocess_masks", [_size_input("input_size"), _size_input("original_size")])
+
+
+def build_sam2() -> onnx.ModelProto:
+    nodes = [
+        _const("axis1", [1]), _const("zero", [0]), _const("two", [2]),
+        helper.make_node("Unsqueeze", ["low_res_masks", "axis1"], ["x4"]),  # [K, 1, 256, 256]
+        helper.make_node("Shape", ["x4"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "two"], ["k1"]),  # [K, 1]
+        helper.make_node("Concat", ["k1", "original_size"], ["size_orig"], axis=0),
+        helper.make_node("Resize", ["x4", "", "", "size_orig"], ["logits4"], **RESIZE),
+        helper.make_node("Squeeze", ["logits4", "axis1"], ["logits"]),
+        *_threshold("logits"),
+    ]
+    return _model(nodes, "resize_masks", [_size_input("original_size")])
 
 
 if __name__ == "__main__":
-    OUT.parent.mkdir(exist_ok=True)
-    onnx.save(build(), str(OUT))
-    print("wrote", OUT, OUT.stat().st_size, "bytes")
+    GRAPHS.mkdir(exist_ok=True)
+    for name, build in (("postprocess_masks.onnx", build_sam), ("resize_masks.onnx", build_sam2)):
+        out = GRAPHS / name
+        onnx.save(build(), str(out))
+        print("wrote", out, out.stat().st_size, "bytes")

@@ -1,0 +1,1 @@
+"""Model families behind one engine interface (see :mod:`.base`); :mod:`.detect` tells them apart."""

@@ -7,6 +7,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..toolbelt.metadata import icon_path, plugin_name
 from .encode_algorithm import EncodeAlgorithm
+from .export_embeddings_algorithm import ExportEmbeddingsAlgorithm
+from .find_similar_algorithm import FindSimilarAlgorithm
 from .segment_everything_algorithm import SegmentEverythingAlgorithm
 from .segment_prompts_algorithm import SegmentPromptsAlgorithm
 
@@ -24,5 +26,7 @@ class AISegmentationProvider(QgsProcessingProvider):
         return QIcon(icon_path())
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
-        for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm()):
+        for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm(),
+                          FindSimilarAlgorithm(),
+                          ExportEmbeddingsAlgorithm()):
             self.addAlgorithm(algorithm)

@@ -256,6 +256,8 @@ def export_embeddings(path: str, crops: Sequence[CropSpec], features: FeatureFn,
                 blender.add(crop, pca.project(f.values) if pca is not None else f.values, f.cell)
             writer.write(j, i, blender.result())
             progress(start + (1 - start) * (n + 1) / len(tiles))
+        if is_canceled():
+            raise ExportCancelledError("cancelled")
         writer.commit()
     explained = tuple(float(e) for e in pca.explained) if pca is not None else ()
     return ExportResult(path, channels, (window.cols, window.rows), grid.geotransform(raster_gt, window), explained)

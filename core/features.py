@@ -5,8 +5,8 @@ it gives the valid ``[C, rows, cols]`` cells and their size in crop pixels. :cla
 is a raster-wide grid of such cells anchored at source pixel ``(0, 0)``; :class:`Blender`
 resamples each crop's cells onto a window of it (bilinear at the grid's cell centres, so a
 crop whose cells line up with the grid gives its values exactly) and blends overlapping crops
-with weights that taper linearly to zero over :data:`RAMP_PX` at each crop edge beyond which
-the raster continues: no seams, and no crop's edge (where the encoder saw no context) counts
+with weights that taper smoothly (smoothstep) to zero over :data:`RAMP_PX` at each crop edge
+beyond which the raster continues: no seams, and no crop's edge (where the encoder saw no context) counts
 where a neighbour sees further. Cells no crop covers (their centre is off the raster) are NaN.
 """
 
@@ -24,7 +24,7 @@ from .families.grid import embedding_grid
 from .geo import Extent, GeoTransform, check_geotransform, extent_to_pixel_bounds
 
 RAMP_PX = 256  # source pixels (at scale 1) over which a crop's weight rises from its edge to 1
-_MIN_WEIGHT = 1e-3  # a cell half a cell from an edge still counts where no other crop covers it
+_MIN_WEIGHT = 0.02  # of the ramp: a cell at an edge still counts where no other crop covers it
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def _axis(centres: np.ndarray, start: float, cells: int, cell: float, limit: int
         near = np.minimum(near, x - start)
     if end < limit:
         near = np.minimum(near, end - x)
-    weight = np.clip(near / ramp, _MIN_WEIGHT, 1.0).astype(np.float32)
+    t = np.clip(near / ramp, _MIN_WEIGHT, 1.0)
+    weight = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no kink where a ramp starts or ends
     return _Axis(int(idx[0]), m, weight)
 
 

@@ -189,7 +189,8 @@ def _models(tiny_paths) -> dict:
 def test_provider_lists_the_algorithms(provider):
     assert provider.id() == "aisegmentation" and provider.name() == "AI Segmentation"
     ids = sorted(a.id() for a in provider.algorithms())
-    assert ids == ["aisegmentation:encode", "aisegmentation:segment_everything", "aisegmentation:segment_prompts"]
+    assert ids == ["aisegmentation:encode", "aisegmentation:export_embeddings", "aisegmentation:find_similar",
+                   "aisegmentation:segment_everything", "aisegmentation:segment_prompts"]
     everything = QgsApplication.processingRegistry().algorithmById("aisegmentation:segment_everything")
     defaults = {p.name(): p.defaultValue() for p in everything.parameterDefinitions()}
     assert defaults["POINTS_PER_SIDE"] == 32 and defaults["POINTS_PER_BATCH"] == 64

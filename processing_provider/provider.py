@@ -26,7 +26,7 @@ class AISegmentationProvider(QgsProcessingProvider):
         return QIcon(icon_path())
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
-        for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm(),
-                          FindSimilarAlgorithm(),
-                          ExportEmbeddingsAlgorithm()):
+        for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm()):
             self.addAlgorithm(algorithm)
+        self.addAlgorithm(FindSimilarAlgorithm())
+        self.addAlgorithm(ExportEmbeddingsAlgorithm())

@@ -215,7 +215,8 @@ def test_zip_imports_and_runs_in_qgis_from_its_own_files(built, tmp_path, tiny_p
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["outside"] == [] and report["from_checkout"] == []
     assert report["imported"] == len(modules) > 40
-    assert report["algorithms"] == ["aisegmentation:encode", "aisegmentation:segment_everything",
+    assert report["algorithms"] == ["aisegmentation:encode", "aisegmentation:export_embeddings",
+                                    "aisegmentation:find_similar", "aisegmentation:segment_everything",
                                     "aisegmentation:segment_prompts"]
     assert report["version"] == package.plugin_version(ROOT) and report["icon"]
     assert report["features"] == 1 and report["area"] > 0

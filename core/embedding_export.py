@@ -26,10 +26,9 @@ from osgeo import gdal
 
 from .crops import CropSpec
 from .errors import SegmentationError
-from .features import Blender, CellGrid, CropFeatures, Window
+from .features import Blender, CellGrid, FeatureFn, Window
 from .geo import GeoTransform
 
-FeatureFn = Callable[[CropSpec], CropFeatures]
 PCA_SAMPLES = 32768  # cells the principal components are fitted on, at most
 TILE = 256  # GeoTIFF block side, cells; the export is computed one block at a time
 _CREATE = ["TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}", "COMPRESS=DEFLATE", "PREDICTOR=3",

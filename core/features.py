@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class CropFeatures:
 
     values: np.ndarray
     cell: Tuple[float, float]
+
+
+FeatureFn = Callable[[CropSpec], CropFeatures]  # a crop's cached features, e.g. image_features of its bundle
 
 
 def image_features(bundle: ImageEmbedding) -> CropFeatures:
@@ -189,8 +192,3 @@ class Blender:
         out = np.full(self._sum.shape, np.nan, np.float32)
         np.divide(self._sum, self._weight, out=out, where=covered[None])
         return out
-
-    @property
-    def covered(self) -> np.ndarray:
-        """``[rows, cols]`` bool: cells some crop covers."""
-        return self._weight > 0

@@ -26,13 +26,12 @@ from osgeo import gdal, ogr
 from .amg_utils import box_iou
 from .crops import CropGrid, CropSpec, mask_bounds
 from .errors import SegmentationError
-from .features import Blender, CellGrid, CropFeatures, Window, image_features, raster_bounds
+from .features import Blender, CellGrid, CropFeatures, FeatureFn, Window, image_features, raster_bounds
 from .geo import Extent, GeoTransform, check_geotransform, extent_to_pixel_bounds, pixel_to_map
 from .mask_ops import RefineParams
 from .polygon_exporter import mask_to_polygons
 from .segmenter import RasterSegmenter, Segmentation
 
-FeatureFn = Callable[[CropSpec], CropFeatures]  # a crop's cached features (see features.image_features)
 SegmentFn = Callable[[Tuple[float, float]], Segmentation]  # one include point (raster CRS) -> masks
 SUBSAMPLE = 4  # coverage of a cell by a polygon is measured on SUBSAMPLE x SUBSAMPLE points
 DUPLICATE_IOU = 0.7  # a result whose box overlaps a better one's more than this is the same object
@@ -167,7 +166,8 @@ def _inside(grid: CropGrid, raster_gt: GeoTransform, example: Example,
     c0, r0, c1, r1 = _pixel_bounds(raster_gt, geom)
     inside = (max(c0, 0.0), max(r0, 0.0), min(c1, float(grid.width)), min(r1, float(grid.height)))
     if inside[2] <= inside[0] or inside[3] <= inside[1]:
-        raise SimilarityError(f"example {example.id} lies outside the raster")
+        raise SimilarityError(f"example {example.id} lies outside the raster: use objects on this raster "
+                              "as examples")
     return inside
 
 

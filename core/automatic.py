@@ -160,9 +160,11 @@ def tight(mask: np.ndarray, col0: int, row0: int) -> Optional[Tuple[np.ndarray, 
 class _Upscaler:
     """The family's mask upscaling for one crop, evaluated only where it can exceed a floor.
 
-    Each upscaled logit is a weighted mean (non-negative weights) of low-res logits, so it can
-    exceed ``floor`` only where a low-res logit above ``floor`` has weight: that bounds the
-    rows and columns computed, and the values there are exact.
+    With non-negative weights (bilinear: SAM, SAM 2.1) each upscaled logit is a weighted mean of
+    low-res logits, so it can exceed ``floor`` only where a low-res logit above ``floor`` has
+    weight: that bounds the rows and columns computed, and the values there are exact. Bicubic
+    weights (EfficientSAM) have negative lobes, which can lift a pixel above ``floor`` next to a
+    steep edge with no low-res logit above it nearby: the whole region is computed then.
     """
 
     def __init__(self, crop: CropRegion, matrices: Matrices) -> None:
@@ -170,10 +172,14 @@ class _Upscaler:
         x0, y0, x1, y1 = crop.region_in_frame
         self.rows, self.cols = rows[y0:y1], cols[x0:x1]
         self.col0, self.row0 = crop.region[0], crop.region[1]
+        self.windowed = bool((self.rows >= 0).all() and (self.cols >= 0).all())
 
     def logits(self, low: np.ndarray, floor: float) -> Optional[Tuple[np.ndarray, int, int]]:
         """``[256, 256]`` logits -> upscaled logits over the region's pixels that can exceed
         ``floor`` (all others are <= ``floor``) and the window's raster top-left; None if none."""
+        if not self.windowed:
+            logits = self.rows @ low.astype(np.float32) @ self.cols.T
+            return (logits, self.col0, self.row0) if (logits > floor).any() else None
         above = low > floor
         a = np.flatnonzero(above.any(axis=1))
         b = np.flatnonzero(above.any(axis=0))

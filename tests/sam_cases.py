@@ -45,3 +45,8 @@ REFINE_POINTS = ([0.5, 0.5], [0.55, 0.45])  # first click, then a second one wit
 def refine_prompt(h: int, w: int) -> dict:
     """Two include points; the decoder also gets the first click's best low-res logits."""
     return dict(points=[[w * x, h * y] for x, y in REFINE_POINTS], labels=[1, 1])
+
+
+# Sizes for the SAM 2.1 and EfficientSAM fixtures (tests/fixtures/<family>/golden.npz): square
+# 1024 (no resize), a small image (long side 400 < 1024), landscape and portrait, one side > 1024.
+FAMILY_SIZES: List[Tuple[int, int]] = [(1024, 1024), (300, 400), (600, 900), (768, 1024), (1200, 800)]

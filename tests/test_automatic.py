@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 from sam_cases import make_image
 
 from core import amg_utils as au
@@ -13,7 +14,8 @@ from core import automatic as amg
 from core.automatic import AmgParams, CropRegion, MaskRecord
 from core.crops import CropGrid
 from core.families.base import PointRunner
-from core.transforms import postprocess_matrices, resized_shape
+from core.sam_encoder import SamEncoder
+from core.transforms import bicubic_matrix, postprocess_matrices, resized_shape
 from tools.plugin_package import plugin_module
 
 # --- Meta's building blocks ---
@@ -120,16 +122,23 @@ def _blob_logits(rng, n=3) -> np.ndarray:
     return np.array(out, np.float32)
 
 
+@pytest.mark.parametrize("kind", ["sam", "bicubic"])
 @pytest.mark.parametrize("frame", [(1024, 1024), (300, 420), (700, 1024)])
-def test_windowed_upscale_equals_postprocess_masks(frame):
-    """Exactly Sam.postprocess_masks' logits over the window, and only <= floor outside it."""
+def test_windowed_upscale_equals_postprocess_masks(frame, kind):
+    """Exactly the family's upscaled logits (Sam.postprocess_masks; EfficientSAM's bicubic, whose
+    negative lobes rule the window out) over the window, and only <= floor outside it."""
     rng = np.random.default_rng(sum(frame))
     h, w = frame
     for region in [(0, 0, w, h), (37, 11, w - 50, h - 7)]:
         crop = CropRegion((100, 200), frame, (region[0] + 100, region[1] + 200, region[2] + 100, region[3] + 200))
-        rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        if kind == "sam":
+            rows, cols = postprocess_matrices(resized_shape(h, w), frame)  # Sam.postprocess_masks, in full
+        else:
+            rows, cols = bicubic_matrix(256, h).astype(np.float32), bicubic_matrix(256, w).astype(np.float32)
         up = amg._Upscaler(crop, (rows, cols))
-        for low in _blob_logits(rng, 4):
+        ridge = np.full((256, 256), -30.0, np.float32)
+        ridge[100, 40:200] = -1.05  # just below the floor, between very negative logits: cubic rings above it
+        for low in [*_blob_logits(rng, 4), ridge]:
             full = (rows @ low @ cols.T)[region[1]:region[3], region[0]:region[2]]
             for floor in (0.0, -1.0):
                 found = up.logits(low, floor)
@@ -296,3 +305,27 @@ def test_one_crop_matches_metas_generator(tiny_paths, encoder):
         assert np.allclose(r.point, (x, y)) and abs(r.score - iou) < 2e-6
         assert r.bounds == (0, 0, w, h) and abs(int(r.mask.sum()) - area) <= 4
         assert abs(r.stability - stability) < 2e-4  # a few of ~90k pixels at +/-0.1 may differ
+
+
+@pytest.mark.parametrize("family", [f for f in family_params() if f != "sam"])
+def test_every_family_segments_everything_as_its_predictor_would(family):
+    """Each object of crop_masks is the family's own predict() mask for its grid point (same
+    upscaling, same score), kept or dropped by Meta's filters: the generator is family-agnostic."""
+    files = FAMILY_FILES[family]
+    decoder = plugin_module("processing_provider.point_decoder").PointDecoder(files["decoder"][0])
+    h, w = 300, 420
+    bundle = SamEncoder(files["encoder"][0]).encode(make_image(h, w))
+    params = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                       stability_score_offset=0.5, box_nms_thresh=1.0)
+    crops = [amg.crop_region((0, 0), (h, w), (0, 0, w, h))]
+    points = amg.crop_points(crops, 0, 4)
+    whole, parts = amg.crop_masks(decoder.point_runner(bundle), crops, 0, points, (0, 0, w, h), params)
+    records = whole + parts
+    assert len(records) >= len(points)  # no filter on: every non-empty candidate is an object
+    for r in records:
+        pred = decoder.predict(bundle, [r.point], [1], multimask=True)
+        k = int(np.argmin(np.abs(pred.scores - r.score)))
+        assert abs(pred.scores[k] - r.score) < 1e-6
+        full = np.zeros((h, w), bool)
+        full[r.row0 : r.row0 + r.mask.shape[0], r.col0 : r.col0 + r.mask.shape[1]] = r.mask
+        assert np.count_nonzero(full ^ pred.masks[k]) <= 5  # matrices vs the ORT resize graph at logit ~0

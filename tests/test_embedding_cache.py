@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,64 @@ def test_default_cache_dir_follows_platform_conventions(monkeypatch, tmp_path):
     assert default_cache_dir() == os.path.join(os.path.expanduser("~"), "Library", "Caches",
                                                "qgis-ai-segmentation")
     assert EmbeddingCache().directory == os.path.abspath(default_cache_dir())
+
+
+def sam2_bundle(seed: int) -> ImageEmbedding:
+    rng = np.random.default_rng(seed)
+    return ImageEmbedding(rng.normal(0, 1, (1, 256, 64, 64)).astype(np.float32), (700, 1024), (1024, 1024), "sam2",
+                          {"high_res_feats_0": rng.normal(0, 1, (1, 32, 256, 256)).astype(np.float32),
+                           "high_res_feats_1": rng.normal(0, 1, (1, 64, 128, 128)).astype(np.float32)})
+
+
+def test_sam2_bundle_round_trip_holds_every_tensor(tmp_path):
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_key({"crop": "sam2"})
+    e = sam2_bundle(5)
+    cache.put(key, e)
+    got = EmbeddingCache(str(tmp_path)).get(key)
+    assert got.family == "sam2" and got.original_size == (700, 1024) and got.input_size == (1024, 1024)
+    assert set(got.tensors) == {"image_embeddings", "high_res_feats_0", "high_res_feats_1"}
+    for name, value in e.tensors.items():
+        assert got.tensors[name].dtype == np.float32 and got.tensors[name].shape == value.shape
+        np.testing.assert_allclose(got.tensors[name], value, rtol=1e-3, atol=2e-3)  # float16
+    npy, side = cache._paths(key)
+    assert os.path.getsize(npy) + os.path.getsize(side) <= ec.entry_bytes("sam2")
+    assert 8.3e6 < os.path.getsize(npy) < 8.5e6  # about 8 MiB, four times a SAM entry
+    meta = json.loads(Path(side).read_text())
+    assert meta["version"] == ec.FORMAT_VERSION and meta["family"] == "sam2"
+    assert meta["tensors"] == [["image_embeddings", [1, 256, 64, 64]], ["high_res_feats_0", [1, 32, 256, 256]],
+                               ["high_res_feats_1", [1, 64, 128, 128]]]
+
+
+def test_bundles_that_do_not_fit_their_family_are_refused_or_dropped(tmp_path, caplog):
+    cache = EmbeddingCache(str(tmp_path))
+    broken = ImageEmbedding(emb(0).embeddings, (1024, 1024), (1024, 1024), "sam2")  # no high-res features
+    with pytest.raises(ValueError, match="high_res_feats"):
+        cache.put(make_key({"k": 3}), broken)
+    key = make_key({"k": 4})
+    cache.put(key, sam2_bundle(1))
+    side = cache._paths(key)[1]
+    meta = json.loads(Path(side).read_text())
+    meta["family"] = "sam"  # a sidecar that no longer matches its array
+    with open(side, "w") as f:
+        json.dump(meta, f)
+    with caplog.at_level("WARNING", logger="ai_segmentation"):
+        assert cache.get(key) is None
+    assert "damaged" in caplog.text and not cache.contains(key)
+
+
+def test_format_1_entries_are_never_read(tmp_path):
+    """Before families, an entry was a bare [1, 256, 64, 64] array with a version-1 sidecar; such a
+    file under a current key (it cannot get one: the key's version changed) is a clean miss."""
+    cache = EmbeddingCache(str(tmp_path))
+    key = make_key({"k": 5})
+    npy, side = cache._paths(key)
+    os.makedirs(os.path.dirname(npy))
+    arr = emb(0).embeddings.astype(np.float16)
+    np.save(npy, arr)
+    with open(side, "w") as f:
+        json.dump({"version": 1, "shape": [1, 256, 64, 64], "dtype": "float16", "original_size": [1024, 1024],
+                   "input_size": [1024, 1024], "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}, f)
+    assert cache.get(key) is None and not cache.contains(key)
+    assert make_key({"k": 5}) != ec.hashlib.sha256(json.dumps({"v": 1, "k": 5}, sort_keys=True,
+                                                               separators=(",", ":")).encode()).hexdigest()

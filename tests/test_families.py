@@ -33,7 +33,7 @@ def _unknown_graph(path) -> str:
 
 @pytest.mark.parametrize(("family", "role", "path"), [
     (fam, role, p) for fam, files in FAMILY_FILES.items() for role in ("encoder", "decoder")
-    for p in files[role]])
+    for p in files[role]], ids=lambda v: getattr(v, "name", v))
 def test_probe_reads_family_and_role_without_onnxruntime(family, role, path, monkeypatch):
     if not path.exists():
         pytest.skip(f"{path.name} not generated")
@@ -94,3 +94,39 @@ def test_entry_bytes_per_family():
     sizes = detect.entry_bytes()
     assert sizes["sam"] == 2 * 256 * 64 * 64 + 1024
     assert sizes["sam2"] == 2 * (256 * 64 * 64 + 32 * 256 * 256 + 64 * 128 * 128) + 1024  # about 8 MiB
+
+
+@pytest.mark.skipif("sam2" not in family_params(), reason="no SAM 2.1 fixtures")
+def test_mismatched_pair_names_both_files(tiny_paths, tmp_path):
+    from test_segmenter import raster
+
+    from core.embedding_cache import EmbeddingCache
+    from core.raster_source import RasterSource
+    from core.segmenter import RasterSegmenter
+
+    sam2_enc, sam_dec = FAMILY_FILES["sam2"]["encoder"][0], tiny_paths["decoder"]
+    with pytest.raises(ModelError) as err:
+        detect.check_pair(sam2_enc, sam_dec)
+    msg = str(err.value)
+    assert f"the encoder '{sam2_enc}' is a SAM 2 / 2.1 model" in msg
+    assert f"the decoder '{sam_dec}' is a SAM / MobileSAM model" in msg and "cannot work together" in msg
+    seg = RasterSegmenter(RasterSource.open(raster(tmp_path / "r.tif", 300, 200)), sam2_enc, sam_dec,
+                          EmbeddingCache(str(tmp_path / "cache")))
+    with pytest.raises(ModelError) as err:
+        seg.prepare()  # what the GUI runs first: the decoder is checked against the encoder
+    assert str(err.value) == msg
+    bundle = SamEncoder(sam2_enc).encode(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=rf"encoded by a SAM 2 / 2.1 encoder, but the decoder '.*{sam_dec.name}' "
+                                         "is a SAM / MobileSAM model"):
+        SamDecoder(sam_dec).predict(bundle, [[10, 10]], [1])
+
+
+@pytest.mark.parametrize(("h", "w"), [(1024, 1024), (300, 400), (1200, 800), (100, 90), (1, 1)])
+def test_banded_upscale_equals_the_dense_product(h, w):
+    from core.transforms import BandedUpscale, bicubic_matrix
+
+    low = np.random.default_rng(h * w).normal(0, 5, (3, 256, 256)).astype(np.float32)
+    rows, cols = bicubic_matrix(256, h), bicubic_matrix(256, w)
+    got = BandedUpscale(rows.astype(np.float32), cols.astype(np.float32))(low)
+    assert got.shape == (3, h, w)
+    np.testing.assert_allclose(got, rows @ low.astype(np.float64) @ cols.T, atol=2e-5)

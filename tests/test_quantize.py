@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 
 from core import model_manager as mm
 from core import quantize
@@ -122,3 +123,21 @@ def test_setup_dialog_builds_and_selects_the_int8_encoder(qgis_app, qtbot, model
     assert blocker.args == [str(models / "tiny.encoder.preproc.int8.onnx"), str(models / "tiny.decoder.onnx")]
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=60000)
     assert "Will use: tiny.encoder.preproc.int8.onnx + tiny.decoder.onnx" in dlg.pair_label.text()
+
+
+@needs_onnx
+@pytest.mark.parametrize("family", [f for f in family_params() if f != "sam"])
+def test_int8_build_for_every_family_reports_its_cosine(family, tmp_path):
+    src = tmp_path / f"{family}.encoder.onnx"
+    shutil.copy(FAMILY_FILES[family]["encoder"][0], src)
+    built = quantize.build_int8_encoder(src)
+    assert built.path == tmp_path / f"{family}.encoder.int8.onnx" and b"MatMulInteger" in built.path.read_bytes()
+    int8 = SamEncoder(built.path)
+    assert int8.family.name == family
+    bundle = int8.encode(quantize.reference_image())
+    ref = SamEncoder(src).encode(quantize.reference_image())
+    assert set(built.cosines) == set(bundle.tensors)
+    for name, value in bundle.tensors.items():
+        assert built.cosines[name] == pytest.approx(_cosine(ref.tensors[name], value), abs=1e-9)
+    assert built.cosine == min(built.cosines.values()) and 0.99 <= built.cosine < 1.0
+    print(f"\n{family} int8 cosines: {built.cosines}")

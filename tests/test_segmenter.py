@@ -6,13 +6,14 @@ import os
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 from osgeo import gdal, osr
 
 from core.crops import CropSpec, mask_bounds, touches_interior_edge
 from core.embedding_cache import EmbeddingCache, entry_bytes
 from core.geo import PIXEL_GEOTRANSFORM
 from core.raster_source import RasterSource
-from core.sam_decoder import PromptError
+from core.sam_decoder import PromptError, SamDecoder
 from core.segmenter import (
     MapPrompt,
     NotEncodedError,
@@ -21,6 +22,7 @@ from core.segmenter import (
     Segmentation,
     format_duration,
 )
+from core.transforms import resized_shape
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 
@@ -52,11 +54,17 @@ def to_map(col, row, gt=UTM_GT):
 
 @pytest.fixture
 def make(tiny_paths, tmp_path):
-    def _make(path, cache_dir=None, **kw):
+    def _make(path, cache_dir=None, family="sam", **kw):
         cache = EmbeddingCache(str(cache_dir or tmp_path / "cache"))
-        return RasterSegmenter(RasterSource.open(path, **kw), tiny_paths["encoder_preproc"],
-                               tiny_paths["decoder"], cache)
+        files = FAMILY_FILES[family]
+        return RasterSegmenter(RasterSource.open(path, **kw), files["encoder"][0], files["decoder"][0], cache)
     return _make
+
+
+@pytest.fixture(scope="module", params=family_params())
+def family(request):
+    """``(name, decoder)`` for every family with fixtures: the tests using it run once per family."""
+    return request.param, SamDecoder(FAMILY_FILES[request.param]["decoder"][0])
 
 
 def run(seg: RasterSegmenter, prompt: MapPrompt, previous=None, multimask=True):
@@ -97,8 +105,9 @@ def test_prompt_checks_and_crop_choice(make, tmp_path):
         seg.segment(MapPrompt(points=(to_map(1, 1), to_map(2, 2)), labels=(1,)))
 
 
-def test_segment_equals_decoder_on_the_crop_with_exact_georeferencing(make, decoder, tmp_path):
-    seg = make(raster(tmp_path / "small.tif", 800, 600))
+def test_segment_equals_decoder_on_the_crop_with_exact_georeferencing(make, family, tmp_path):
+    name, decoder = family
+    seg = make(raster(tmp_path / "small.tif", 800, 600), family=name)
     x0, y1 = to_map(100, 500)
     x1, y0 = to_map(300, 300)
     prompt = MapPrompt(points=(to_map(200.5, 400.5), to_map(50.5, 60.5)), labels=(1, 0), box=(x0, y0, x1, y1))
@@ -114,8 +123,9 @@ def test_segment_equals_decoder_on_the_crop_with_exact_georeferencing(make, deco
     assert single.masks.shape == (1, 600, 800)
 
 
-def test_refining_uses_previous_logits_only_on_the_same_crop(make, decoder, tmp_path):
-    seg = make(raster(tmp_path / "small.tif", 800, 600))
+def test_refining_uses_previous_logits_only_on_the_same_crop(make, family, tmp_path):
+    name, decoder = family
+    seg = make(raster(tmp_path / "small.tif", 800, 600), family=name)
     first, _ = run(seg, MapPrompt(points=(to_map(200.5, 400.5),), labels=(1,)))
     two = MapPrompt(points=(to_map(200.5, 400.5), to_map(250.5, 420.5)), labels=(1, 1))
     refined, _ = run(seg, two, previous=first)
@@ -129,32 +139,32 @@ def test_refining_uses_previous_logits_only_on_the_same_crop(make, decoder, tmp_
     np.testing.assert_array_equal(unrefined.masks, plain)
 
 
-def test_cache_hit_after_restart_and_miss_after_the_file_changes(make, tmp_path):
+def test_cache_hit_after_restart_and_miss_after_the_file_changes(make, family, tmp_path):
     path = raster(tmp_path / "r.tif", 1500, 1200)
     prompt = MapPrompt(points=(to_map(300.5, 300.5),), labels=(1,))
-    first, encoded = run(make(path), prompt)
+    first, encoded = run(make(path, family=family[0]), prompt)
     assert len(encoded) >= 1
-    restarted = make(path)  # new source, cache and segmenter objects: a new QGIS session
+    restarted = make(path, family=family[0])  # new source, cache and segmenter objects: a new QGIS session
     assert all(restarted.is_encoded(c) for c in encoded)
     restarted.prepare()  # what the GUI may run when the map tool is activated
     assert restarted._decoder is not None and restarted._encoder is None
     again, more = run(restarted, prompt)
     assert more == [] and restarted._encoder is None  # answered from disk, the encoder never loaded
     np.testing.assert_array_equal(again.masks, first.masks)
-    assert not make(path, bands=(3, 2, 1)).is_encoded(encoded[0])  # other bands, other pixels
+    assert not make(path, family=family[0], bands=(3, 2, 1)).is_encoded(encoded[0])  # other bands, other pixels
     ds = gdal.Open(path, gdal.GA_Update)
     ds.GetRasterBand(1).WriteArray(np.zeros((10, 10), np.uint8))
     del ds
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    changed = make(path)
+    changed = make(path, family=family[0])
     assert not changed.is_encoded(encoded[0])
     with pytest.raises(NotEncodedError):
         changed.segment(prompt)
 
 
-def test_corrupt_entry_is_encoded_again(make, tmp_path):
-    seg = make(raster(tmp_path / "small.tif", 800, 600))
+def test_corrupt_entry_is_encoded_again(make, family, tmp_path):
+    seg = make(raster(tmp_path / "small.tif", 800, 600), family=family[0])
     prompt = MapPrompt(points=(to_map(200.5, 400.5),), labels=(1,))
     good, _ = run(seg, prompt)
     npy = next(os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache")
@@ -204,8 +214,9 @@ def test_spread_prompts_use_a_coarse_crop_with_padding_cleared(make, tmp_path):
     assert res.masks[:, :, :1000].any() and not res.masks[:, 500:].any() and not res.masks[:, :, 1000:].any()
 
 
-def test_ungeoreferenced_png_works_in_pixel_coordinates(make, decoder, tmp_path):
-    seg = make(raster(tmp_path / "plain.png", 500, 400, gt=None, driver="PNG"))
+def test_ungeoreferenced_png_works_in_pixel_coordinates(make, family, tmp_path):
+    name, decoder = family
+    seg = make(raster(tmp_path / "plain.png", 500, 400, gt=None, driver="PNG"), family=name)
     assert not seg.source.georeferenced and seg.source.notice
     res, _ = run(seg, MapPrompt(points=((100.5, -200.5),), labels=(1,)))
     assert res.geotransform == PIXEL_GEOTRANSFORM
@@ -254,21 +265,41 @@ def spy_decoder(seg):
     return feeds
 
 
-def test_a_click_lands_on_its_pixel_on_a_400x300_frame(make, tmp_path):
-    """#13.2: a frame whose long side is not 1024 px. SAM's decoder adds 0.5 in its 1024 frame,
-    so a click at a pixel centre p must reach the graph as p * s - 0.5 (s = 1024 / 400 here),
-    landing at p * s, the centre of that pixel scaled; a flat -0.5 in frame pixels would put it
-    0.5 * (s - 1) = 0.78 px (1024 frame) off. Boxes too."""
-    seg = make(raster(tmp_path / "small.tif", 400, 300))
-    run(seg, MapPrompt(points=(to_map(200.5, 150.5),), labels=(1,)))  # encodes the one crop
+# Where each family's decoder graph puts a fed coordinate in its 1024 frame, and its prompt order.
+LANDING = {
+    "sam": (lambda fed: fed + 0.5, "points, box, padding"),  # + 0.5 in the graph; padding only without a box
+    "sam2": (lambda fed: fed + 0.5, "box, points"),  # the graph adds 0.5 and appends its padding point
+    # fed in a 256 px "original" (orig_im_size): the graph scales by 1024 / 256, adds 0.5, pads to 6 points
+    "efficientsam": (lambda fed: fed * 4 + 0.5, "box, points"),
+}
+
+
+@pytest.mark.parametrize(("w", "h"), [(400, 300), (600, 900)])
+def test_a_click_lands_on_its_pixel_on_a_small_frame(make, family, tmp_path, w, h):
+    """#13.2: a frame whose long side is not 1024 px. The decoder graphs add 0.5 in their 1024
+    frame, so a click at a pixel's centre p must reach the graph so that it lands at p * s, the
+    centre of that pixel scaled (SAM: s = resized / original, about 1024 / long side; SAM 2.1 and
+    EfficientSAM: 1024 / W in x, 1024 / H in y). SAM's old flat -0.5 in frame pixels put it
+    0.5 * (s - 1) = 0.78 px off at 400x300. Boxes too."""
+    name, _ = family
+    seg = make(raster(tmp_path / "small.tif", w, h), family=name)
+    run(seg, MapPrompt(points=(to_map(w / 2 + 0.5, h / 2 + 0.5),), labels=(1,)))  # encodes the one crop
     feeds = spy_decoder(seg)
     x0, y1 = to_map(40, 260)
     x1, y0 = to_map(120, 180)
     res = seg.segment(MapPrompt(points=(to_map(123.5, 77.5), to_map(10.5, 290.5)), labels=(1, 0),
                                 box=(x0, y0, x1, y1)))
-    assert res.crop == CropSpec(0, 0, 400, 300) and len(feeds) == 1
-    s = 1024 / 400  # resized 400x300 -> 1024x768: s = 2.56 on both axes
-    landed = feeds[0]["point_coords"][0] + 0.5
-    want = np.array([[123.5, 77.5], [10.5, 290.5], [40, 180], [120, 260]]) * s
-    np.testing.assert_allclose(landed, want, atol=1e-4)
-    np.testing.assert_array_equal(feeds[0]["point_labels"][0], [1, 0, 2, 3])
+    assert res.crop == CropSpec(0, 0, w, h) and len(feeds) == 1
+    new_h, new_w = resized_shape(h, w)  # SAM: ResizeLongestSide, rounded
+    s = np.array([new_w / w, new_h / h]) if name == "sam" else np.array([1024 / w, 1024 / h])
+    points, box = np.array([[123.5, 77.5], [10.5, 290.5]]) * s, np.array([[40, 180], [120, 260]]) * s
+    land, order = LANDING[name]
+    fed = feeds[0].get("point_coords", feeds[0].get("batched_point_coords"))
+    fed = fed.reshape(-1, 2).astype(np.float64)
+    if order == "box, points":
+        want, labels = np.concatenate([box, points]), [2, 3, 1, 0]
+    else:
+        want, labels = np.concatenate([points, box]), [1, 0, 2, 3]
+    np.testing.assert_allclose(land(fed), want, atol=1e-3)
+    fed_labels = feeds[0].get("point_labels", feeds[0].get("batched_point_labels"))
+    np.testing.assert_array_equal(fed_labels.ravel(), labels)

@@ -4,8 +4,9 @@
 align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the
 resized input size, resize to the original size, threshold at 0. ``resize_masks.onnx`` does
 SAM 2.1's (``SAM2Transforms.postprocess_masks``): one bilinear step from 256x256 straight to
-the original size, threshold at 0. ONNX Runtime's Resize does this several times faster than
-numpy. Needs the ``onnx`` package (dev only):
+the original size, threshold at 0. ONNX Runtime's Resize does these several times faster than
+numpy (not so its cubic mode: EfficientSAM's bicubic step is ``transforms.BandedUpscale``).
+Needs the ``onnx`` package (dev only):
 
     .venv/bin/python tools/make_postprocess_graph.py
 """
@@ -68,23 +69,24 @@ def build_sam() -> onnx.ModelProto:
     return _model(nodes, "sam_postprocess_masks", [_size_input("input_size"), _size_input("original_size")])
 
 
-def build_sam2() -> onnx.ModelProto:
+def build_resize(mode: dict, name: str) -> onnx.ModelProto:
     nodes = [
         _const("axis1", [1]), _const("zero", [0]), _const("two", [2]),
         helper.make_node("Unsqueeze", ["low_res_masks", "axis1"], ["x4"]),  # [K, 1, 256, 256]
         helper.make_node("Shape", ["x4"], ["shape"]),
         helper.make_node("Slice", ["shape", "zero", "two"], ["k1"]),  # [K, 1]
         helper.make_node("Concat", ["k1", "original_size"], ["size_orig"], axis=0),
-        helper.make_node("Resize", ["x4", "", "", "size_orig"], ["logits4"], **RESIZE),
+        helper.make_node("Resize", ["x4", "", "", "size_orig"], ["logits4"], **mode),
         helper.make_node("Squeeze", ["logits4", "axis1"], ["logits"]),
         *_threshold("logits"),
     ]
-    return _model(nodes, "resize_masks", [_size_input("original_size")])
+    return _model(nodes, name, [_size_input("original_size")])
 
 
 if __name__ == "__main__":
     GRAPHS.mkdir(exist_ok=True)
-    for name, build in (("postprocess_masks.onnx", build_sam), ("resize_masks.onnx", build_sam2)):
+    graphs = {"postprocess_masks.onnx": build_sam(), "resize_masks.onnx": build_resize(RESIZE, "resize_masks")}
+    for name, model in graphs.items():
         out = GRAPHS / name
-        onnx.save(build(), str(out))
+        onnx.save(model, str(out))
         print("wrote", out, out.stat().st_size, "bytes")

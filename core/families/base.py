@@ -207,11 +207,10 @@ class FamilyEncoder(ABC):
 class FamilyDecoder(ABC):
     """A family's prompt decoder on an open ONNX Runtime session."""
 
-    def __init__(self, family: Family, path: str, session: Any, threads: Optional[int]) -> None:
+    def __init__(self, family: Family, path: str, session: Any) -> None:
         self.family = family
         self.path = path
         self.session = session
-        self.threads = threads
 
     @abstractmethod
     def coord_scale(self, original: Shape) -> Tuple[float, float]:

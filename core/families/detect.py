@@ -14,11 +14,12 @@ from typing import Dict, List, NamedTuple, Tuple
 from .. import onnx_session as ox
 from ..errors import MissingDependencyError, ModelError
 from .base import Family
+from .efficientsam import EfficientSam
 from .sam import Sam
 from .sam2 import Sam2
 from .signature import Signature, read_signature
 
-FAMILIES: Tuple[Family, ...] = (Sam(), Sam2())
+FAMILIES: Tuple[Family, ...] = (Sam(), Sam2(), EfficientSam())
 ROLES = ("encoder", "decoder")
 
 

@@ -79,7 +79,7 @@ class SamEncoder(FamilyEncoder):
 
 class SamDecoder(FamilyDecoder):
     def __init__(self, family: Family, path: str, session: Any, threads: Optional[int]) -> None:
-        super().__init__(family, path, session, threads)
+        super().__init__(family, path, session)
         self._postprocess = ox.open_session(str(_POSTPROCESS), "mask post-processing", threads)
 
     def coord_scale(self, original: Shape) -> Tuple[float, float]:

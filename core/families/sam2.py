@@ -63,7 +63,7 @@ class Sam2Encoder(FamilyEncoder):
 
 class Sam2Decoder(FamilyDecoder):
     def __init__(self, family: Family, path: str, session: Any, threads: Optional[int]) -> None:
-        super().__init__(family, path, session, threads)
+        super().__init__(family, path, session)
         self._resize = ox.open_session(str(_RESIZE), "mask post-processing", threads)
 
     def coord_scale(self, original: Shape) -> Tuple[float, float]:

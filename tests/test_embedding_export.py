@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import FAMILY_FILES, family_params
 from osgeo import gdal, osr
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsSettings
-from similar_scene import GT, H, W, scene, to_map, write_raster
+from similar_scene import GT, H, W, scene, square_wkb, to_map, write_raster
 
 from core.crops import CropSpec
 from core.embedding_cache import EmbeddingCache
@@ -25,6 +26,7 @@ from core.families.base import ImageEmbedding
 from core.features import CellGrid, image_features, raster_bounds
 from core.raster_source import RasterSource
 from core.segmenter import RasterSegmenter
+from core.similarity import Example, SimilarSearch
 from tools.plugin_package import plugin_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -108,6 +110,30 @@ def test_all_channels_match_the_cache(segmenter, tmp_path):
     assert os.path.getsize(half.path) < os.path.getsize(result.path)
     del ds
     assert sorted(os.listdir(tmp_path)) == ["all.tif", "half.tif"]  # no temporary file left
+
+
+@pytest.mark.parametrize("family", [f for f in family_params() if f != "sam"])
+def test_each_family_maps_its_own_cells(family, raster, tmp_path):
+    """SAM 2.1 and EfficientSAM stretch a 1024 x 900 crop to 1024 x 1024: their cells are 16 x 14.06 px,
+    and the export and the similarity map follow that grid."""
+    files = FAMILY_FILES[family]
+    seg = RasterSegmenter(RasterSource.open(raster), str(files["encoder"][0]), str(files["decoder"][0]),
+                          EmbeddingCache(str(tmp_path / "cache")))
+    for crop in seg.crops_in_extent():
+        seg.encode(crop)
+    assert seg.embedding(LEFT).family == family
+    result = _export(seg, tmp_path / "all.tif", components=0)
+    data, gt, *_ = _read(result.path)
+    cell_h = 900 / 64
+    assert gt == pytest.approx((GT[0], 16 * GT[1], 0.0, GT[3], 0.0, cell_h * GT[5]))
+    assert data.shape == (256, 64, 82)  # 900 px = 64 cells of 14.06 px: no partial row
+    left = image_features(seg.embedding(LEFT)).values
+    np.testing.assert_array_equal(data[:, :, :17], left[:, :, :17])
+    search = SimilarSearch(seg, [Example(1, square_wkb(100, 100))], None)
+    best = search.score().best
+    sig = search.signatures[0].vector
+    cos = np.einsum("c,crw->rw", sig, left[:, :, :17]) / np.linalg.norm(left[:, :, :17], axis=0)
+    np.testing.assert_allclose(best[:, :17], cos, atol=1e-5)
 
 
 def test_principal_components(segmenter, tmp_path):

@@ -32,6 +32,8 @@ class AISegmentationPlugin:
         self.action: Optional[QAction] = None
         self.settings_action: Optional[QAction] = None
         self.coco_action: Optional[QAction] = None
+        self.similar_action: Optional[QAction] = None
+        self.similar: Any = None  # gui.similar.SimilarRunner, made on first use
         self.dock: Any = None
         self.controller: Any = None
         self.options_factory: Any = None
@@ -64,6 +66,10 @@ class AISegmentationPlugin:
         self.settings_action.setObjectName("AISegmentationSettingsAction")
         self.settings_action.triggered.connect(self._show_options)
         self.iface.addPluginToRasterMenu(MENU, self.settings_action)
+        self.similar_action = QAction(QIcon(icon_path()), "Find Similar Objects…", window)
+        self.similar_action.setObjectName("AISegmentationFindSimilarAction")
+        self.similar_action.triggered.connect(self._find_similar)
+        self.iface.addPluginToRasterMenu(MENU, self.similar_action)
         self.coco_action = QAction(QIcon(icon_path()), "Export training data (COCO)…", window)
         self.coco_action.setObjectName("AISegmentationCocoAction")
         self.coco_action.triggered.connect(self._export_coco)
@@ -76,6 +82,9 @@ class AISegmentationPlugin:
         self.initProcessing()
 
     def unload(self) -> None:
+        if self.similar is not None:
+            self.similar.shutdown()
+            self.similar = None
         if self.controller is not None:
             self.controller.shutdown()
             self.controller = None
@@ -83,13 +92,13 @@ class AISegmentationPlugin:
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
-        for action in (self.action, self.settings_action, self.coco_action):
+        for action in (self.action, self.settings_action, self.similar_action, self.coco_action):
             if action is not None:
                 self.iface.removePluginRasterMenu(MENU, action)
                 action.deleteLater()
         if self.action is not None:
             self.iface.removeToolBarIcon(self.action)
-        self.action = self.settings_action = self.coco_action = None
+        self.action = self.settings_action = self.similar_action = self.coco_action = None
         if self.options_factory is not None:
             self.iface.unregisterOptionsWidgetFactory(self.options_factory)
             self.options_factory = None
@@ -127,6 +136,19 @@ class AISegmentationPlugin:
     def _dock_closed(self, closed: bool) -> None:
         if self.action is not None:
             self.action.setChecked(not closed)
+
+    @guarded
+    def _find_similar(self, *_args: object) -> None:
+        """Ask what to look for (gui.similar holds the logic), then search in a background task."""
+        from .gui.similar import FindSimilarDialog, SimilarRunner
+
+        if self.similar is None:
+            self.similar = SimilarRunner(self.iface)
+        active = self.iface.activeLayer()
+        raster = self.dock.raster_layer() if self.dock is not None else (active if _is_raster(active) else None)
+        dialog = FindSimilarDialog(self.iface.mainWindow(), raster, None if _is_raster(active) else active)
+        if dialog.exec():
+            self.similar.start(dialog.choice())
 
     # --- settings and setup ---
 

@@ -8,6 +8,8 @@ from qgis.PyQt.QtGui import QIcon
 from ..toolbelt.metadata import icon_path, plugin_name
 from .encode_algorithm import EncodeAlgorithm
 from .export_coco_algorithm import ExportCocoAlgorithm
+from .export_embeddings_algorithm import ExportEmbeddingsAlgorithm
+from .find_similar_algorithm import FindSimilarAlgorithm
 from .segment_everything_algorithm import SegmentEverythingAlgorithm
 from .segment_prompts_algorithm import SegmentPromptsAlgorithm
 
@@ -27,4 +29,6 @@ class AISegmentationProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         for algorithm in (EncodeAlgorithm(), SegmentPromptsAlgorithm(), SegmentEverythingAlgorithm()):
             self.addAlgorithm(algorithm)
+        self.addAlgorithm(FindSimilarAlgorithm())
+        self.addAlgorithm(ExportEmbeddingsAlgorithm())
         self.addAlgorithm(ExportCocoAlgorithm())

@@ -130,10 +130,11 @@ def test_load_shows_toolbar_button_and_raster_menu_entry(loaded_plugin, qgis_win
     actions = qgis_window.plugin_actions()
     names = sorted(a.objectName() for a in actions)
     assert names == ["AISegmentationAction", "AISegmentationAction", "AISegmentationCocoAction",
-                     "AISegmentationSettingsAction"]
+                     "AISegmentationFindSimilarAction", "AISegmentationSettingsAction"]
     assert qgis_window.toolbar.actions()[-1] is loaded_plugin.action
     menu = qgis_window.submenu("&AI Segmentation")
-    assert [a.text() for a in menu.actions()] == ["AI Segmentation", "Settings…", "Export training data (COCO)…"]
+    assert [a.text() for a in menu.actions()] == ["AI Segmentation", "Settings…", "Find Similar Objects…",
+                                                  "Export training data (COCO)…"]
     assert len(qgis_window.option_factories) == 1
     assert qgis_window.option_factories[0].title() == "AI Segmentation"
 

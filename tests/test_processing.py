@@ -182,7 +182,8 @@ def _run(alg: str, params: dict, feedback=None) -> dict:
     return processing.run(f"aisegmentation:{alg}", params, feedback=feedback)
 
 
-ALGORITHMS = ["aisegmentation:encode", "aisegmentation:export_coco", "aisegmentation:segment_everything",
+ALGORITHMS = ["aisegmentation:encode", "aisegmentation:export_coco", "aisegmentation:export_embeddings",
+              "aisegmentation:find_similar", "aisegmentation:segment_everything",
               "aisegmentation:segment_prompts"]  # sorted
 
 

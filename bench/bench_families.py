@@ -94,6 +94,7 @@ class Bench:
         self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec", "raw_full",
                                                               "cancel")}
         self.rng = np.random.default_rng(0)
+        self.flip = False
 
     def _time(self, key: str, fn) -> None:
         t = time.perf_counter()
@@ -103,7 +104,7 @@ class Bench:
     def round(self, clicks: int) -> None:
         runs = [("enc", lambda: self.encoder.encode(self.img)),
                 ("raw_enc", lambda: self.raw_enc.run(None, self.raw_enc_feed, self.raw_enc_ro))]
-        self.flip = not getattr(self, "flip", False)  # plugin first in one round, raw first in the next
+        self.flip = not self.flip  # plugin first in one round, raw first in the next
         for key, fn in runs[::-1] if self.flip else runs:
             self._time(key, fn)
         for x, y in self.rng.uniform(100, 924, (clicks, 2)):

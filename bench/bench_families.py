@@ -15,6 +15,7 @@ Rows, per family (the families alternate in every round, so load from other proc
            click -> crop encoded (the encoder loads here) -> mask. "cold" adds opening the raster,
            loading the decoder and prepare().
 Goals: plugin/raw <= 1.10 for encode and decode; MobileSAM's first mask <= 1.5 s on 2 cores.
+Use --rounds 4 or more (an even number: plugin and raw take turns going first).
 
     .venv/bin/python bench/bench_families.py [--models DIR ...] [--rounds 3] [--clicks 20] [--workdir DIR]
 
@@ -93,6 +94,7 @@ class Bench:
         self.times: Dict[str, List[float]] = {k: [] for k in ("enc", "raw_enc", "dec", "raw_dec", "raw_full",
                                                               "cancel")}
         self.rng = np.random.default_rng(0)
+        self.flip = False
 
     def _time(self, key: str, fn) -> None:
         t = time.perf_counter()
@@ -100,8 +102,11 @@ class Bench:
         self.times[key].append(time.perf_counter() - t)
 
     def round(self, clicks: int) -> None:
-        self._time("enc", lambda: self.encoder.encode(self.img))
-        self._time("raw_enc", lambda: self.raw_enc.run(None, self.raw_enc_feed, self.raw_enc_ro))
+        runs = [("enc", lambda: self.encoder.encode(self.img)),
+                ("raw_enc", lambda: self.raw_enc.run(None, self.raw_enc_feed, self.raw_enc_ro))]
+        self.flip = not self.flip  # plugin first in one round, raw first in the next
+        for key, fn in runs[::-1] if self.flip else runs:
+            self._time(key, fn)
         for x, y in self.rng.uniform(100, 924, (clicks, 2)):
             self._time("dec", lambda x=x, y=y: self.decoder.predict(self.bundle, [[x, y]], [1], continuous=True))
             feed = raw_decoder_feed(self.decoder.family.name, self.bundle, (x, y))

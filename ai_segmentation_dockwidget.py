@@ -9,7 +9,7 @@ from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import QSignalBlocker, pyqtSignal
 from qgis.PyQt.QtWidgets import QWidget
 
-from .core.mask_ops import RefineParams
+from .core.segment.mask_ops import RefineParams
 from .gui.params import EncodeRequest, OutputChoice, SourceChoice
 from .toolbelt.log import guarded
 from .toolbelt.metadata import plugin_name

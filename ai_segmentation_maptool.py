@@ -16,7 +16,7 @@ from qgis.PyQt.QtGui import QColor, QKeyEvent
 from qgis.PyQt.QtWidgets import QAbstractSpinBox, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit, QWidget
 
 from .core.qgis_compat import GEOMETRY_POLYGON
-from .gui.prompts import EXCLUDE, INCLUDE
+from .gui.prompting.prompts import EXCLUDE, INCLUDE
 
 DRAG_THRESHOLD_PX = 6  # a press that moves less than this is a click, not a box
 HOVER_INTERVAL_MS = 150  # at most one hover preview per interval

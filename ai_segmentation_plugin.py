@@ -168,7 +168,7 @@ class AISegmentationPlugin:
 
     def _open_setup(self) -> None:
         """Open the first-run setup dialog (imported on demand: most sessions never need it)."""
-        from .gui.setup_dialog import SetupDialog
+        from .gui.setup.setup_dialog import SetupDialog
 
         dialog = SetupDialog(self.iface.mainWindow(), models_dir=Settings.load().models_dir)
         dialog.modelsChanged.connect(self._models_chosen)

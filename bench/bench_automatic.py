@@ -1,4 +1,4 @@
-"""Segment-everything benchmark: time per crop of core.automatic against raw decoder runs.
+"""Segment-everything benchmark: time per crop of core.segment.automatic against raw decoder runs.
 
 On one 1024 x 1024 crop with the random-weight ViT-B decoder (tools/make_vit_b.py) and a
 random embedding, compares, per grid point:
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    amg = plugin_module("core.automatic")
+    amg = plugin_module("core.segment.automatic")
     embedding_cls = plugin_module("core.sam_encoder").ImageEmbedding
     point_decoder = plugin_module("processing_provider.point_decoder").PointDecoder
     (dec_path,) = require_vit_b("vit_b.decoder.onnx")

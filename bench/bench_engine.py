@@ -61,9 +61,9 @@ def child_torch(runs: int) -> dict:
 def child_decoder(runs: int) -> dict:
     import onnxruntime as ort
 
+    from core.families.transforms import apply_coords
     from core.sam_decoder import SamDecoder
     from core.sam_encoder import ImageEmbedding
-    from core.transforms import apply_coords
 
     (dec,) = require_vit_b(DEC)
     raw = ort.InferenceSession(str(dec), providers=["CPUExecutionProvider"])

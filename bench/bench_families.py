@@ -78,7 +78,7 @@ class Bench:
     """Plugin and raw sessions of one model, and what each run needs."""
 
     def __init__(self, label: str, enc: str, dec: str) -> None:
-        from core import onnx_session as ox
+        from core.families import onnx_session as ox
         from core.sam_decoder import SamDecoder
         from core.sam_encoder import SamEncoder
 
@@ -120,7 +120,7 @@ class Bench:
             self.decoder._impl.upscale(out[0][0], self.bundle)
 
     def cancel(self) -> None:
-        from core.onnx_session import CancelToken, EncodeCancelledError
+        from core.families.onnx_session import CancelToken, EncodeCancelledError
 
         token, stopped = CancelToken(), []
 
@@ -170,9 +170,9 @@ def child_first(raster: str, enc: str, dec: str, cache: str) -> dict:
     t0 = time.perf_counter()
     from bench_raster import prompt_at
 
-    from core import segmenter as sg
-    from core.embedding_cache import EmbeddingCache
-    from core.raster_source import RasterSource
+    from core.raster.raster_source import RasterSource
+    from core.segment import segmenter as sg
+    from core.segment.embedding_cache import EmbeddingCache
 
     sg.MAX_RECENTRES = 0  # random weights fill the crop: time one click, as on a small object
     t1 = time.perf_counter()

@@ -18,8 +18,8 @@ import _common  # noqa: F401 (puts the repository root on sys.path)
 import numpy as np
 from osgeo import gdal, ogr
 
-from core.mask_ops import NO_REFINE, RefineParams
 from core.polygon_exporter import mask_to_polygons
+from core.segment.mask_ops import NO_REFINE, RefineParams
 
 GT = (500000.0, 0.25, 0.0, 5000000.0, 0.0, -0.25)  # UTM, 25 cm pixels
 

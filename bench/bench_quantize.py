@@ -1,6 +1,6 @@
 """Speed and embedding fidelity of the int8 encoder against fp32, measured in the same run.
 
-Builds the int8 encoder with the plugin's own code (core.quantize), then encodes
+Builds the int8 encoder with the plugin's own code (core.families.quantize), then encodes
 one random 1024x1024 image with both through SamEncoder, alternating runs. With
 random weights the cosine only shows numeric drift, not quality on real weights.
 
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.quantize import build_int8_encoder, int8_path
+from core.families.quantize import build_int8_encoder, int8_path
 from core.sam_encoder import SamEncoder
 
 DEFAULT = ".bench/models/vit_b.encoder.preproc.onnx"

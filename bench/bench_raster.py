@@ -67,7 +67,7 @@ def make_raster(path: str, size: int) -> float:
 
 
 def prompt_at(col: float, row: float):
-    from core.segmenter import MapPrompt
+    from core.segment.segmenter import MapPrompt
 
     return MapPrompt(points=((GT[0] + col * GT[1], GT[3] + row * GT[5]),), labels=(1,))
 
@@ -79,9 +79,9 @@ def peak_rss_mib() -> float:
 
 
 def segmenter(path, enc, dec, cache_dir):
-    from core import segmenter as sg
-    from core.embedding_cache import EmbeddingCache
-    from core.raster_source import RasterSource
+    from core.raster.raster_source import RasterSource
+    from core.segment import segmenter as sg
+    from core.segment.embedding_cache import EmbeddingCache
 
     sg.MAX_RECENTRES = 0
     return sg.RasterSegmenter(RasterSource.open(path), enc, dec, EmbeddingCache(cache_dir))
@@ -89,7 +89,7 @@ def segmenter(path, enc, dec, cache_dir):
 
 def click(seg, size):
     """(Encode if needed,) decode: what the GUI does for one click."""
-    from core import segmenter as sg
+    from core.segment import segmenter as sg
 
     try:
         return seg.segment(prompt_at(0.45 * size + 0.5, 0.55 * size + 0.5))
@@ -104,7 +104,7 @@ def child_cached(path, enc, dec, cache_dir, size, prepared: bool) -> dict:
     import onnxruntime  # noqa: F401
     from osgeo import gdal  # noqa: F401
 
-    import core.segmenter  # noqa: F401
+    import core.segment.segmenter  # noqa: F401
     t1 = time.perf_counter()
     seg = segmenter(path, enc, dec, cache_dir)
     if prepared:
@@ -119,10 +119,10 @@ def child_cached(path, enc, dec, cache_dir, size, prepared: bool) -> dict:
 def child_rss(path, enc, dec, cache_dir, side: int) -> dict:
     from qgis.core import QgsApplication
 
-    from core.embedding_cache import EmbeddingCache
-    from core.encode_task import EncodeExtentTask
-    from core.raster_source import RasterSource
-    from core.segmenter import RasterSegmenter
+    from core.raster.raster_source import RasterSource
+    from core.segment.embedding_cache import EmbeddingCache
+    from core.segment.encode_task import EncodeExtentTask
+    from core.segment.segmenter import RasterSegmenter
 
     app = QgsApplication([], False)
     app.initQgis()

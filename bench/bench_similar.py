@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from similar_scene import GT, SIZE, scene, square_wkb, write_raster
 
-import core.segmenter as sg
-from core.embedding_cache import EmbeddingCache
-from core.embedding_export import export_embeddings
-from core.features import CellGrid, image_features
-from core.raster_source import RasterSource
-from core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
-from core.similarity import Example, SimilarParams, SimilarSearch
+import core.segment.segmenter as sg
+from core.embeddings.embedding_export import export_embeddings
+from core.embeddings.features import CellGrid, image_features
+from core.embeddings.similarity import Example, SimilarParams, SimilarSearch
+from core.raster.raster_source import RasterSource
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
 
 SIDE = 4000
 FIXTURES = ROOT / "tests" / "fixtures"

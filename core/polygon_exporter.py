@@ -3,7 +3,7 @@
 GDAL adapter (no QGIS): safe to call from a worker thread. The mask is
 polygonised in pixel space (integer pixel-corner vertices), refined there so
 that every size is an exact pixel count, and georeferenced last with GDAL's own
-affine arithmetic (:func:`core.mask_ops.georeference_wkb`).
+affine arithmetic (:func:`core.segment.mask_ops.georeference_wkb`).
 
 Example::
 
@@ -19,8 +19,8 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import SegmentationError
-from .geo import check_geotransform
-from .mask_ops import RefineParams, as_mask, content_window, georeference_wkb, multipolygon_rings
+from .raster.geo import check_geotransform
+from .segment.mask_ops import RefineParams, as_mask, content_window, georeference_wkb, multipolygon_rings
 
 
 class PolygonizeError(SegmentationError):
@@ -59,7 +59,7 @@ def mask_to_polygons(
             grid that ``geotransform`` describes, e.g. a crop's).
         geotransform: GDAL 6-tuple of that grid; rotated and sheared ones are fine.
         crs_wkt: CRS of ``geotransform``, carried through to the result.
-        params: refinement; :data:`core.mask_ops.NO_REFINE` gives the pixel-exact outline.
+        params: refinement; :data:`core.segment.mask_ops.NO_REFINE` gives the pixel-exact outline.
 
     Raises:
         EmptyMaskError: no pixel is set.

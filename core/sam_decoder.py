@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import onnx_session as ox
 from .families import detect
+from .families import onnx_session as ox
 from .families.base import Family, ImageEmbedding, PointRunner, Prediction, PromptError
 from .families.sam import build_prompt
 

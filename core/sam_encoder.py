@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import onnx_session as ox
 from .families import detect
+from .families import onnx_session as ox
 from .families.base import EMBEDDING_SHAPE, Family, ImageEmbedding, ImageError, check_image
 
 __all__ = ["EMBEDDING_SHAPE", "ImageEmbedding", "ImageError", "SamEncoder", "check_image"]

@@ -24,9 +24,9 @@ from qgis.gui import QgsMapCanvas, QgsMapCanvasItem, QgsRubberBand, QgsVertexMar
 from qgis.PyQt.QtCore import QPointF, QRectF, Qt
 from qgis.PyQt.QtGui import QColor, QImage, QPainter, QPolygonF, QTransform
 
-from ..core.geo import apply_geotransform
 from ..core.qgis_compat import GEOMETRY_POLYGON
-from .prompts import INCLUDE, PromptSet
+from ..core.raster.geo import apply_geotransform
+from .prompting.prompts import INCLUDE, PromptSet
 
 INCLUDE_COLOR = QColor(30, 200, 60)
 EXCLUDE_COLOR = QColor(230, 40, 40)

@@ -17,13 +17,13 @@ from qgis.PyQt.QtCore import QObject, QTimer
 from ..ai_segmentation_dockwidget import AISegmentationDock
 from ..ai_segmentation_maptool import SegmentationMapTool
 from ..core import dependency_manager as deps
-from ..core.cache_location import open_cache
-from ..core.embedding_cache import EmbeddingCache
 from ..core.errors import ModelError, SegmentationError
-from ..core.output_store import ObjectAttributes
+from ..core.output.output_store import ObjectAttributes
 from ..core.polygon_exporter import mask_to_polygons
-from ..core.qgis_raster import extent_to_raster_crs, source_from_layer
-from ..core.segmenter import RasterSegmenter
+from ..core.raster.qgis_raster import extent_to_raster_crs, source_from_layer
+from ..core.segment.cache_location import open_cache
+from ..core.segment.embedding_cache import EmbeddingCache
+from ..core.segment.segmenter import RasterSegmenter
 from ..toolbelt import log
 from ..toolbelt.log import guarded
 from ..toolbelt.models import ModelFiles, find_models
@@ -31,7 +31,7 @@ from ..toolbelt.settings import Settings
 from .encoding import EncodeManager
 from .output import OutputManager
 from .params import SCOPE_VISIBLE, EncodeRequest
-from .session import PromptSession
+from .prompting.session import PromptSession
 from .text import plural
 
 MODELS_HELP = "models/README.md"

@@ -9,9 +9,9 @@ from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
-from ..core.crops import CropSpec
-from ..core.encode_task import EncodeCropTask, EncodeExtentTask
-from ..core.segmenter import RasterSegmenter, format_duration
+from ..core.raster.crops import CropSpec
+from ..core.segment.encode_task import EncodeCropTask, EncodeExtentTask
+from ..core.segment.segmenter import RasterSegmenter, format_duration
 from .text import plural
 
 

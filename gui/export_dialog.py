@@ -18,7 +18,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.gpkg_io import DRIVERS, LayerExistsError
+from ..core.output.gpkg_io import DRIVERS, LayerExistsError
 from ..toolbelt import log
 from ..toolbelt.metadata import plugin_name
 from .output import OutputManager

@@ -22,7 +22,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core.embedding_cache import EmbeddingCache
+from ..core.segment.embedding_cache import EmbeddingCache
 from ..toolbelt.log import guarded
 from ..toolbelt.metadata import icon_path, plugin_name, plugin_version
 from ..toolbelt.settings import Settings

@@ -16,8 +16,8 @@ from qgis.core import (
 from qgis.PyQt import sip
 
 from ..core import fs_checks as fs
-from ..core.gpkg_io import StoreWriteError, layer_names
-from ..core.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
+from ..core.output.gpkg_io import StoreWriteError, layer_names
+from ..core.output.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
 
 STORE_NAME = "ai_segmentation.gpkg"
 

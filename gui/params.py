@@ -1,6 +1,6 @@
 """Typed parameters the dock emits; the controller acts on them. Pure Python.
 
-Refinement options are :class:`core.mask_ops.RefineParams`.
+Refinement options are :class:`core.segment.mask_ops.RefineParams`.
 """
 
 from __future__ import annotations

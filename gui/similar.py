@@ -48,15 +48,15 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.embedding_cache import EmbeddingCache
-from ..core.embedding_export import write_geotiff
+from ..core.embeddings.embedding_export import write_geotiff
+from ..core.embeddings.similarity import Peak, SimilarObject, SimilarParams, SimilarSearch
 from ..core.errors import ModelError, SegmentationError
-from ..core.onnx_session import CancelToken
-from ..core.output_store import SCHEMA, OutputStore, to_qgs_geometry
+from ..core.families.onnx_session import CancelToken
+from ..core.output.output_store import SCHEMA, OutputStore, to_qgs_geometry
 from ..core.qgis_compat import LAYER_FILTER_POLYGON, LAYER_FILTER_RASTER
-from ..core.qgis_raster import extent_to_raster_crs, source_from_layer
-from ..core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
-from ..core.similarity import Peak, SimilarObject, SimilarParams, SimilarSearch
+from ..core.raster.qgis_raster import extent_to_raster_crs, source_from_layer
+from ..core.segment.embedding_cache import EmbeddingCache
+from ..core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
 from ..processing_provider.common import object_feature
 from ..processing_provider.find_similar_algorithm import read_examples, similar_fields, similar_values
 from ..toolbelt import log
@@ -149,7 +149,7 @@ class FindSimilarDialog(QDialog):
 class FindSimilarTask(QgsTask):
     """Encode what the search needs, score, find the peaks, segment them; touches no layer.
 
-    After it ends: ``peaks``, ``objects`` (see :mod:`core.similarity`), ``error`` (a message
+    After it ends: ``peaks``, ``objects`` (see :mod:`core.embeddings.similarity`), ``error`` (a message
     for the user, None when it worked or was cancelled), and the heat map at ``heatmap_path``.
     """
 

@@ -26,14 +26,14 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QDateTime
 
 from ..core import fs_checks as fs
-from ..core.cache_location import open_cache
-from ..core.crops import CropSpec
 from ..core.errors import SegmentationError
-from ..core.geo import Extent
-from ..core.output_store import SCHEMA, measure, to_qgs_geometry
+from ..core.output.output_store import SCHEMA, measure, to_qgs_geometry
 from ..core.qgis_compat import WKB_MULTIPOLYGON, make_field
-from ..core.qgis_raster import source_from_layer
-from ..core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
+from ..core.raster.crops import CropSpec
+from ..core.raster.geo import Extent
+from ..core.raster.qgis_raster import source_from_layer
+from ..core.segment.cache_location import open_cache
+from ..core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
 from ..toolbelt.metadata import PLUGIN_DIR
 from ..toolbelt.models import find_models
 from ..toolbelt.settings import Settings
@@ -176,7 +176,7 @@ def segment(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
 
 
 def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
-    """The output-layer schema of the dock's GeoPackage (core.output_store.SCHEMA), then ``extra``."""
+    """The output-layer schema of the dock's GeoPackage (core.output.output_store.SCHEMA), then ``extra``."""
     fields = QgsFields()
     for name, kind in SCHEMA:
         fields.append(make_field(name, _FIELD_KINDS[kind]))

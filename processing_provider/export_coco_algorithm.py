@@ -24,7 +24,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.coco_export import (
+from ..core.coco.coco_export import (
     DEFAULT_CATEGORY,
     MIN_CHIP,
     CocoExportParams,
@@ -33,11 +33,11 @@ from ..core.coco_export import (
     chips_extent,
     export_coco,
 )
-from ..core.coco_writer import CocoExportError, check_output_folder
+from ..core.coco.coco_writer import CocoExportError, check_output_folder
 from ..core.errors import SegmentationError
+from ..core.families.transforms import IMG_SIZE
 from ..core.qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON
-from ..core.qgis_raster import source_from_layer
-from ..core.transforms import IMG_SIZE
+from ..core.raster.qgis_raster import source_from_layer
 from .common import BANDS, CANCELED, EXTENT, INPUT, AlgorithmBase
 
 POLYGONS, CATEGORY_FIELD, CHIP_SIZE, OVERLAP = "POLYGONS", "CATEGORY_FIELD", "CHIP_SIZE", "OVERLAP"

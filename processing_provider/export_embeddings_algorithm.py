@@ -15,12 +15,17 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ..core.crops import CropSpec
-from ..core.embedding_export import EmbeddingExportError, ExportCancelledError, check_output_path, export_embeddings
+from ..core.embeddings.embedding_export import (
+    EmbeddingExportError,
+    ExportCancelledError,
+    check_output_path,
+    export_embeddings,
+)
+from ..core.embeddings.features import CellGrid, image_features, raster_bounds
 from ..core.errors import SegmentationError
-from ..core.features import CellGrid, image_features, raster_bounds
 from ..core.qgis_compat import NUMBER_INTEGER
-from ..core.segmenter import RasterSegmenter
+from ..core.raster.crops import CropSpec
+from ..core.segment.segmenter import RasterSegmenter
 from .common import CANCELED, EXTENT, OUTPUT, AlgorithmBase, encode
 
 COMPONENTS, FLOAT16 = "COMPONENTS", "FLOAT16"

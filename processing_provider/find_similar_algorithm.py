@@ -21,11 +21,11 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ..core.embedding_export import EmbeddingExportError, check_output_path, write_geotiff
+from ..core.embeddings.embedding_export import EmbeddingExportError, check_output_path, write_geotiff
+from ..core.embeddings.similarity import Example, SimilarObject, SimilarParams, SimilarSearch
 from ..core.errors import SegmentationError
 from ..core.qgis_compat import GEOMETRY_POLYGON, NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, make_field
-from ..core.segmenter import MapPrompt
-from ..core.similarity import Example, SimilarObject, SimilarParams, SimilarSearch
+from ..core.segment.segmenter import MapPrompt
 from .common import CANCELED, EXTENT, OUTPUT, AlgorithmBase, object_feature, output_fields, segment
 from .export_embeddings_algorithm import encode_crops, progress_to
 

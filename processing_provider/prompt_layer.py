@@ -18,7 +18,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.qgis_compat import GEOMETRY_POINT, GEOMETRY_POLYGON
-from ..core.segmenter import MapPrompt
+from ..core.segment.segmenter import MapPrompt
 
 LABEL_FIELD = "label"  # 1 include, 0 exclude; missing or NULL: include
 

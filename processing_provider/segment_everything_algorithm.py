@@ -15,15 +15,15 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core import automatic as amg
-from ..core.crops import CropSpec
 from ..core.errors import SegmentationError
-from ..core.geo import extent_to_pixel_bounds, sub_geotransform
-from ..core.mask_ops import RefineParams
 from ..core.polygon_exporter import mask_to_polygons
 from ..core.qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POLYGON, make_field
-from ..core.raster_source import RasterSource
-from ..core.segmenter import RasterSegmenter
+from ..core.raster.crops import CropSpec
+from ..core.raster.geo import extent_to_pixel_bounds, sub_geotransform
+from ..core.raster.raster_source import RasterSource
+from ..core.segment import automatic as amg
+from ..core.segment.mask_ops import RefineParams
+from ..core.segment.segmenter import RasterSegmenter
 from .common import CANCELED, EXTENT, OUTPUT, AlgorithmBase, encode, object_feature, output_fields
 from .point_decoder import PointDecoder
 
@@ -133,7 +133,7 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
 
 def _generate(segmenter: RasterSegmenter, specs: List[CropSpec], crops: List[amg.CropRegion], box: amg.Box,
               params: amg.AmgParams, feedback: QgsProcessingFeedback) -> List[amg.MaskRecord]:
-    """Encode (if needed) and decode every crop in turn, then combine them (core.automatic)."""
+    """Encode (if needed) and decode every crop in turn, then combine them (core.segment.automatic)."""
     decoder = PointDecoder(segmenter.decoder_path, segmenter.threads)
     whole: List[amg.MaskRecord] = []
     parts: List[amg.MaskRecord] = []

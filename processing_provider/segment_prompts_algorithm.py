@@ -18,10 +18,10 @@ from qgis.core import (
 )
 
 from ..core.errors import SegmentationError
-from ..core.mask_ops import EmptyMaskError, RefineParams
 from ..core.polygon_exporter import mask_to_polygons
 from ..core.qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_VECTOR_POINT, SOURCE_VECTOR_POLYGON, make_field
-from ..gui.prompts import PromptSet
+from ..core.segment.mask_ops import EmptyMaskError, RefineParams
+from ..gui.prompting.prompts import PromptSet
 from .common import CANCELED, OUTPUT, AlgorithmBase, object_feature, output_fields, segment
 from .prompt_layer import LABEL_FIELD, read_objects
 

@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional
 
-from core import catalogue
-from core.model_pairs import install_dir
-from core.model_record import RecordedFile, UserRecord
+from core.models import catalogue
+from core.models.model_pairs import install_dir
+from core.models.model_record import RecordedFile, UserRecord
 
 SHIPPED = catalogue.load(catalogue.DATA_FILE)
 REV = "0" * 40

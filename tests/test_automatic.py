@@ -1,4 +1,4 @@
-"""core.amg_utils and core.automatic: Meta's automatic mask generator in numpy, on tiles."""
+"""core.segment.amg_utils and core.segment.automatic: Meta's automatic mask generator in numpy, on tiles."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 from family_models import FAMILY_FILES, family_params
 from sam_cases import make_image
 
-from core import amg_utils as au
-from core import automatic as amg
-from core.automatic import AmgParams, CropRegion, MaskRecord
-from core.crops import CropGrid
 from core.families.base import PointRunner
+from core.families.transforms import bicubic_matrix, postprocess_matrices, resized_shape
+from core.raster.crops import CropGrid
 from core.sam_encoder import SamEncoder
-from core.transforms import bicubic_matrix, postprocess_matrices, resized_shape
+from core.segment import amg_utils as au
+from core.segment import automatic as amg
+from core.segment.automatic import AmgParams, CropRegion, MaskRecord
 from tools.plugin_package import plugin_module
 
 # --- Meta's building blocks ---
@@ -290,7 +290,7 @@ META_GOLDEN = [
 def test_one_crop_matches_metas_generator(tiny_paths, encoder):
     """Same masks, order and scores as segment_anything on the same weights (torch vs ONNX Runtime:
     a few pixels at logit ~0 may differ)."""
-    pkg_amg = plugin_module("core.automatic")
+    pkg_amg = plugin_module("core.segment.automatic")
     decoder = plugin_module("processing_provider.point_decoder").PointDecoder(tiny_paths["decoder"])
     h, w = 300, 420
     emb = encoder.encode(make_image(h, w))

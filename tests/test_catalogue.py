@@ -10,11 +10,11 @@ import shutil
 import pytest
 from catalogue_cases import install_tiny, sam_catalogue, sha
 
-from core import catalogue
-from core import model_manager as mm
 from core.errors import ModelError
-from core.model_pairs import available_pairs, best, catalogue_rows, installed_files
-from core.model_record import RecordedFile, UserRecord, check_custom, profile_paths
+from core.models import catalogue
+from core.models import model_manager as mm
+from core.models.model_pairs import available_pairs, best, catalogue_rows, installed_files
+from core.models.model_record import RecordedFile, UserRecord, check_custom, profile_paths
 
 SHIPPED = catalogue.load(catalogue.DATA_FILE)
 

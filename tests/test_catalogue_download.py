@@ -13,11 +13,11 @@ from catalogue_cases import REV, TINY, sam_catalogue, sha
 from hf_server import HubServer
 from test_model_manager import identity_onnx
 
-from core import model_manager as mm
-from core.catalogue_download import CatalogueDownload
-from core.model_install import staging_dir
-from core.model_pairs import available_pairs, installed_files
-from core.model_record import UserRecord
+from core.models import model_manager as mm
+from core.models.catalogue_download import CatalogueDownload
+from core.models.model_install import staging_dir
+from core.models.model_pairs import available_pairs, installed_files
+from core.models.model_record import UserRecord
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import pytest
 from osgeo import gdal, ogr, osr
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsProject, QgsRasterLayer
 
-from core.coco_export import CocoExportParams, chip_grid, split_of
-from core.coco_geometry import rle_encode
-from core.coco_writer import chip_to_map, read_georef
-from core.crops import CropSpec
-from core.raster_source import RasterSource
+from core.coco.coco_export import CocoExportParams, chip_grid, split_of
+from core.coco.coco_geometry import rle_encode
+from core.coco.coco_writer import chip_to_map, read_georef
+from core.raster.crops import CropSpec
+from core.raster.raster_source import RasterSource
 from tools.plugin_package import plugin_module
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)  # EPSG:32633, 0.5 m pixels

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core.crops import (
+from core.raster.crops import (
     RECENTRE_CONTEXT,
     CropGrid,
     CropSpec,

@@ -72,7 +72,7 @@ def test_band_choice_shows_only_for_more_than_three_bands(dock, tmp_path, qgis_n
 
 
 def test_refinement_is_emitted_as_refine_params(dock, qtbot):
-    RefineParams = pkg("core.mask_ops").RefineParams  # noqa: N806
+    RefineParams = pkg("core.segment.mask_ops").RefineParams  # noqa: N806
     dock.set_refine(RefineParams(2.0, 30, 40, False))  # settings defaults: shown, not emitted
     assert dock.refine_params() == RefineParams(2.0, 30, 40, False)
     with qtbot.waitSignal(dock.refine_changed) as blocker:
@@ -328,7 +328,7 @@ def test_saved_objects_name_their_file_and_never_share_a_layer_name(session, tmp
     from qgis.core import QgsCoordinateReferenceSystem
 
     s = session
-    store_mod = pkg("core.output_store")
+    store_mod = pkg("core.output.output_store")
     profile = tmp_path / "profile"
     profile.mkdir()
     # e.g. the layer saved into the QGIS profile before the project was saved, reloaded with it
@@ -430,7 +430,7 @@ def clean_settings():
 
 def test_setup_button_opens_setup_dialog(loaded_plugin, monkeypatch, qgis_iface, tmp_path, clean_settings):
     loaded_plugin.action.trigger()
-    module = f"{pkg('toolbelt.metadata').__package__.split('.')[0]}.gui.setup_dialog"
+    module = f"{pkg('toolbelt.metadata').__package__.split('.')[0]}.gui.setup.setup_dialog"
 
     from qgis.PyQt.QtCore import QObject, pyqtSignal
 

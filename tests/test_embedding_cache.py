@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import embedding_cache as ec
-from core.embedding_cache import EmbeddingCache, default_cache_dir, make_key
 from core.sam_encoder import ImageEmbedding
+from core.segment import embedding_cache as ec
+from core.segment.embedding_cache import EmbeddingCache, default_cache_dir, make_key
 
 
 def emb(seed: int) -> ImageEmbedding:

@@ -13,20 +13,20 @@ from osgeo import gdal, osr
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsSettings
 from similar_scene import GT, H, W, scene, square_wkb, to_map, write_raster
 
-from core.crops import CropSpec
-from core.embedding_cache import EmbeddingCache
-from core.embedding_export import (
+from core.embeddings.embedding_export import (
     EmbeddingExportError,
     ExportCancelledError,
     Pca,
     check_output_path,
     export_embeddings,
 )
+from core.embeddings.features import CellGrid, image_features, raster_bounds
+from core.embeddings.similarity import Example, SimilarSearch
 from core.families.base import ImageEmbedding
-from core.features import CellGrid, image_features, raster_bounds
-from core.raster_source import RasterSource
-from core.segmenter import RasterSegmenter
-from core.similarity import Example, SimilarSearch
+from core.raster.crops import CropSpec
+from core.raster.raster_source import RasterSource
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.segmenter import RasterSegmenter
 from tools.plugin_package import plugin_module
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,11 +12,11 @@ import pytest
 from osgeo import gdal
 from slow_model import write_slow_encoder
 
-from core.embedding_cache import EmbeddingCache
-from core.onnx_session import CancelToken, EncodeCancelledError
-from core.raster_source import RasterSource
+from core.families.onnx_session import CancelToken, EncodeCancelledError
+from core.raster.raster_source import RasterSource
 from core.sam_encoder import SamEncoder
-from core.segmenter import MapPrompt, RasterSegmenter
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.segmenter import MapPrompt, RasterSegmenter
 
 GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 
@@ -59,7 +59,7 @@ def no_temp_files(seg):
 
 
 def test_crop_task_encodes_off_the_gui_thread(segmenter, qgis_app, qtbot):
-    from core.encode_task import EncodeCropTask
+    from core.segment.encode_task import EncodeCropTask
 
     seg = segmenter(900, 700)  # one crop: no edge to re-centre from
     prompt = MapPrompt(points=((500000 + 100.25, 5000000 - 100.25),), labels=(1,))
@@ -76,7 +76,7 @@ def test_crop_task_encodes_off_the_gui_thread(segmenter, qgis_app, qtbot):
 
 
 def test_extent_task_progress_eta_then_resume_skips_all(segmenter, qgis_app, qtbot):
-    from core.encode_task import EncodeExtentTask
+    from core.segment.encode_task import EncodeExtentTask
 
     seg = segmenter()
     crops = seg.crops_in_extent()
@@ -94,7 +94,7 @@ def test_extent_task_progress_eta_then_resume_skips_all(segmenter, qgis_app, qtb
 
 
 def test_cancel_then_resume_leaves_no_partial_entries(segmenter, qgis_app, qtbot):
-    from core.encode_task import EncodeExtentTask
+    from core.segment.encode_task import EncodeExtentTask
 
     seg = segmenter(2000, 1800)
     crops = seg.crops_in_extent()
@@ -130,7 +130,7 @@ def test_cancel_during_a_crop_writes_nothing(segmenter):
 
 
 def test_failing_task_reports_a_clear_error(segmenter, qgis_app, qtbot, tmp_path):
-    from core.encode_task import EncodeCropTask
+    from core.segment.encode_task import EncodeCropTask
 
     seg = segmenter(encoder=str(tmp_path / "nope.onnx"))
     crop = seg.crops_in_extent()[0]
@@ -177,7 +177,7 @@ def test_cancelling_the_task_stops_the_crop_being_encoded(segmenter, qgis_app, q
     the task ends within a second, without an error, with nothing cached."""
     from qgis.core import QgsApplication
 
-    from core.encode_task import EncodeCropTask
+    from core.segment.encode_task import EncodeCropTask
 
     seg = segmenter(900, 700, encoder=write_slow_encoder(tmp_path / "slow.encoder.onnx", 600))
     crop = seg.crops_in_extent()[0]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sam_cases import SIZES, make_image, prompts, refine_prompt
 
+from core.families.transforms import resized_shape
 from core.sam_encoder import SamEncoder
-from core.transforms import resized_shape
 
 CASES = ["point", "three_points", "box", "box_point"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from family_models import FAMILY_FILES, family_params
 
-from core import onnx_session as ox
 from core.errors import ModelError
 from core.families import detect
+from core.families import onnx_session as ox
 from core.families.signature import read_signature
 from core.sam_decoder import SamDecoder
 from core.sam_encoder import SamEncoder
@@ -100,9 +100,9 @@ def test_entry_bytes_per_family():
 def test_mismatched_pair_names_both_files(tiny_paths, tmp_path):
     from test_segmenter import raster
 
-    from core.embedding_cache import EmbeddingCache
-    from core.raster_source import RasterSource
-    from core.segmenter import RasterSegmenter
+    from core.raster.raster_source import RasterSource
+    from core.segment.embedding_cache import EmbeddingCache
+    from core.segment.segmenter import RasterSegmenter
 
     sam2_enc, sam_dec = FAMILY_FILES["sam2"]["encoder"][0], tiny_paths["decoder"]
     with pytest.raises(ModelError) as err:
@@ -123,7 +123,7 @@ def test_mismatched_pair_names_both_files(tiny_paths, tmp_path):
 
 @pytest.mark.parametrize(("h", "w"), [(1024, 1024), (300, 400), (1200, 800), (100, 90), (1, 1)])
 def test_banded_upscale_equals_the_dense_product(h, w):
-    from core.transforms import BandedUpscale, bicubic_matrix
+    from core.families.transforms import BandedUpscale, bicubic_matrix
 
     low = np.random.default_rng(h * w).normal(0, 5, (3, 256, 256)).astype(np.float32)
     rows, cols = bicubic_matrix(256, h), bicubic_matrix(256, w)

@@ -20,13 +20,13 @@ from qgis.core import QgsCoordinateReferenceSystem, QgsSettings
 from qgis.PyQt.QtCore import QSettings
 
 from core import fs_checks as fs
-from core.cache_location import CacheLocationError, open_cache
-from core.crops import CropSpec
-from core.embedding_cache import EmbeddingCache
 from core.errors import ModelError
-from core.gpkg_io import StoreWriteError
-from core.raster_source import RasterReadError, RasterSource
-from core.segmenter import RasterSegmenter
+from core.output.gpkg_io import StoreWriteError
+from core.raster.crops import CropSpec
+from core.raster.raster_source import RasterReadError, RasterSource
+from core.segment.cache_location import CacheLocationError, open_cache
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.segmenter import RasterSegmenter
 from tools.plugin_package import plugin_module
 
 ODD = "dossier été"  # paths with spaces and non-ASCII characters
@@ -200,7 +200,7 @@ def test_unreadable_raster(tmp_path):
     path.chmod(0o000)
     try:
         result = run_script(f"""
-        from core.raster_source import RasterReadError, RasterSource
+        from core.raster.raster_source import RasterReadError, RasterSource
         try:
             RasterSource.open({str(path)!r})
             print(json.dumps({{"got": "ok"}}))
@@ -263,11 +263,11 @@ def test_unreadable_encoder_is_named_before_hashing(tmp_path, tiny_paths):
     enc.chmod(0o000)
     try:
         result = run_script(f"""
-        from core.embedding_cache import EmbeddingCache
+        from core.segment.embedding_cache import EmbeddingCache
         from core.errors import ModelError
-        from core.raster_source import RasterSource
+        from core.raster.raster_source import RasterSource
         from core.sam_encoder import SamEncoder
-        from core.segmenter import RasterSegmenter
+        from core.segment.segmenter import RasterSegmenter
         enc, cache = {str(enc)!r}, EmbeddingCache({str(tmp_path / "cache")!r})
         seg = RasterSegmenter(RasterSource.open({str(raster)!r}), enc, {str(tiny_paths["decoder"])!r}, cache)
         out = {{}}
@@ -342,8 +342,8 @@ def test_read_only_cache_falls_back_and_hashes_still_work(tmp_path, tiny_paths):
     ro.chmod(0o555)
     try:
         result = run_script(f"""
-        from core.cache_location import open_cache
-        from core.embedding_cache import EmbeddingCache
+        from core.segment.cache_location import open_cache
+        from core.segment.embedding_cache import EmbeddingCache
         cache, warning = open_cache({str(ro)!r}, 10**9)
         direct = EmbeddingCache({str(ro)!r})
         print(json.dumps({{"folder": cache.directory, "warning": warning,
@@ -373,7 +373,7 @@ def test_cache_that_cannot_be_listed_or_cleared(tmp_path, tiny_paths):
     try:
         result = run_script(f"""
         from core import fs_checks as fs
-        from core.embedding_cache import EmbeddingCache
+        from core.segment.embedding_cache import EmbeddingCache
         cache = EmbeddingCache({str(folder)!r})
         size = cache.size_bytes()
         os.chmod({str(entries)!r}, 0o755)
@@ -400,9 +400,9 @@ def test_full_cache_disk_keeps_embeddings_in_memory(tmp_path, tiny_paths):
     raster = geotiff(tmp_path / "r.tif", 300, 200)
     result = run_script(f"""
     import numpy as np
-    from core.embedding_cache import EmbeddingCache
-    from core.raster_source import RasterSource
-    from core.segmenter import MapPrompt, RasterSegmenter
+    from core.segment.embedding_cache import EmbeddingCache
+    from core.raster.raster_source import RasterSource
+    from core.segment.segmenter import MapPrompt, RasterSegmenter
     cache = EmbeddingCache({str(disk)!r})
     seg = RasterSegmenter(RasterSource.open({str(raster)!r}), {str(tiny_paths["encoder_preproc"])!r},
                           {str(tiny_paths["decoder"])!r}, cache)
@@ -425,7 +425,7 @@ def test_full_cache_disk_keeps_embeddings_in_memory(tmp_path, tiny_paths):
 
 
 def test_output_geopackage_wrong_types(tmp_path, qgis_app):
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     crs = QgsCoordinateReferenceSystem("EPSG:32633")
     (tmp_path / "a folder.gpkg").mkdir()
@@ -444,12 +444,12 @@ def test_output_geopackage_wrong_types(tmp_path, qgis_app):
 def test_dock_output_folder_that_cannot_be_made(tmp_path, qgis_app):
     """Before: NotADirectoryError from os.makedirs when the first object was saved."""
     output = plugin_module("gui.output")
-    store_error = plugin_module("core.gpkg_io").StoreWriteError
+    store_error = plugin_module("core.output.gpkg_io").StoreWriteError
     (tmp_path / "plain").write_text("x")
     path = tmp_path / "plain" / "ai_segmentation" / "ai_segmentation.gpkg"
     manager = output.OutputManager(store_path=lambda: str(path))
     with pytest.raises(store_error) as info:
-        manager.save(b"", QgsCoordinateReferenceSystem("EPSG:32633"), plugin_module("core.output_store")
+        manager.save(b"", QgsCoordinateReferenceSystem("EPSG:32633"), plugin_module("core.output.output_store")
                      .ObjectAttributes(), "objects")
     assert str(info.value) == (f"cannot create the output folder '{path.parent}': '{tmp_path / 'plain'}' is a "
                                "file, not a folder; check the path")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from core.crops import CropSpec
-from core.geo import (
+from core.raster.crops import CropSpec
+from core.raster.geo import (
     PIXEL_GEOTRANSFORM,
     GeoreferencingError,
     extent_to_pixel_bounds,
@@ -19,7 +19,7 @@ from core.geo import (
     pixel_to_map,
     sub_geotransform,
 )
-from core.raster_source import RasterSource
+from core.raster.raster_source import RasterSource
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 WGS_GT = (10.0, 0.001, 0.0, 50.0, 0.0, -0.001)
@@ -121,7 +121,7 @@ def test_png_without_georeferencing_uses_qgis_pixel_frame(tmp_path, qgis_app):
 def test_canvas_3857_over_utm_raster(tmp_path, qgis_app):
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransformContext
 
-    from core.qgis_raster import extent_to_raster_crs, points_to_raster_crs, prompt_from_canvas
+    from core.raster.qgis_raster import extent_to_raster_crs, points_to_raster_crs, prompt_from_canvas
 
     src = RasterSource.open(_tif(tmp_path / "eq.tif", (499000.0, 10.0, 0.0, 10000.0, 0.0, -10.0), 32633))
     canvas = QgsCoordinateReferenceSystem("EPSG:3857")
@@ -156,7 +156,7 @@ def _srs(epsg):
 def test_source_from_layer(tmp_path, qgis_app):
     from qgis.core import QgsRasterLayer
 
-    from core.qgis_raster import LayerError, source_from_layer
+    from core.raster.qgis_raster import LayerError, source_from_layer
 
     layer = QgsRasterLayer(_tif(tmp_path / "l.tif", UTM_GT, 32633), "l")
     src = source_from_layer(layer, bands=[3, 2, 1])

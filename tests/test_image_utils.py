@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from core import band_sample as bs
 from core import image_utils as iu
-from core import raster_source as rs
-from core.crops import CropGrid, CropSpec
-from core.raster_source import RasterReadError, RasterSource
+from core.raster import band_sample as bs
+from core.raster import raster_source as rs
+from core.raster.crops import CropGrid, CropSpec
+from core.raster.raster_source import RasterReadError, RasterSource
 
 GT = (300000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0)
 

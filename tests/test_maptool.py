@@ -127,7 +127,7 @@ def wait_result(s):
 
 def decode_directly(s, points=None, labels=None, box=None, mask_input=None, multimask=True):
     """The decoder called on the same embedding, prompts given in raster CRS (reference result)."""
-    from core.geo import map_to_pixel
+    from core.raster.geo import map_to_pixel
     from core.sam_decoder import SamDecoder
 
     segmenter = s.controller.segmenter()

@@ -99,7 +99,7 @@ def test_core_engine_imports_without_qgis_or_onnxruntime():
 
     code = (
         "import sys; sys.modules['onnxruntime'] = None; sys.modules['qgis'] = None; "
-        "sys.modules['PyQt5'] = None; import core.sam_encoder, core.sam_decoder, core.transforms; "
+        "sys.modules['PyQt5'] = None; import core.sam_encoder, core.sam_decoder, core.families.transforms; "
         "from core.errors import MissingDependencyError\n"
         "try:\n    core.sam_encoder.SamEncoder(r'" + str(ROOT / "tests/fixtures/tiny.encoder.onnx") + "')\n"
         "except MissingDependencyError as e:\n    print('MISSING', e)"

@@ -8,7 +8,7 @@ import os
 import pytest
 from hf_server import HubServer
 
-from core.model_download import (
+from core.models.model_download import (
     ChecksumError,
     ModelDownload,
     content_range_start,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from core import catalogue
-from core import model_export as mx
-from core import model_manager as mm
 from core.errors import ModelError
+from core.models import catalogue
+from core.models import model_export as mx
+from core.models import model_manager as mm
 
 
 def _varint(n: int) -> bytes:

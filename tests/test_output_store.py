@@ -24,16 +24,16 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr, osr
 
-from core import gpkg_io
-from core.gpkg_io import (
+from core.output import gpkg_io
+from core.output.gpkg_io import (
     CorruptGeoPackageError,
     DiskFullError,
     LayerExistsError,
     StoreLockedError,
     StoreWriteError,
 )
-from core.mask_ops import NO_REFINE, EmptyMaskError
 from core.polygon_exporter import mask_to_polygons
+from core.segment.mask_ops import NO_REFINE, EmptyMaskError
 
 ROOT = Path(__file__).resolve().parents[1]
 ODD = "dossier été 地図"  # a folder name with spaces and non-ASCII characters
@@ -130,13 +130,13 @@ def crs(qgis_app):
 
 
 def geometry(offset: int = 0):
-    from core.output_store import to_qgs_geometry
+    from core.output.output_store import to_qgs_geometry
 
     return to_qgs_geometry(mask_to_polygons(square_mask(offset), UTM_GT, "", NO_REFINE).wkb)
 
 
 def attrs(label: str = "roof"):
-    from core.output_store import ObjectAttributes
+    from core.output.output_store import ObjectAttributes
 
     return ObjectAttributes(label=label, score=0.875, source="ortho été.tif", model="vit_b.encoder.onnx",
                             n_positive=2, n_negative=1)
@@ -144,7 +144,7 @@ def attrs(label: str = "roof"):
 
 @pytest.fixture
 def store(folder, crs):
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     s = OutputStore(str(folder / "séance 1.gpkg"), "objects", crs)
     yield s
@@ -170,9 +170,9 @@ from qgis.core import QgsApplication, QgsCoordinateReferenceSystem
 app = QgsApplication([], False)
 app.initQgis()
 import numpy as np
-from core.gpkg_io import StoreError
-from core.mask_ops import NO_REFINE
-from core.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
+from core.output.gpkg_io import StoreError
+from core.segment.mask_ops import NO_REFINE
+from core.output.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
 from core.polygon_exporter import mask_to_polygons
 CRS = QgsCoordinateReferenceSystem("EPSG:32633")
 MASK = np.zeros((12, 12), bool); MASK[1:6, 1:6] = True; MASK[3, 3] = False
@@ -225,7 +225,7 @@ def test_append_commits_and_open_layer_shows_it(store, qgis_new_project):
 def test_store_reopens_existing_layer_and_reprojects_input(store, qgis_app):
     from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject
 
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     store.append(geometry(), attrs())
     wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
@@ -365,7 +365,7 @@ def test_empty_object_and_empty_export_are_refused(store, folder):
 
 
 def test_foreign_layer_with_same_name_is_refused(folder, crs):
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     path = folder / "other.gpkg"
     make_other_layers(path)
@@ -389,7 +389,7 @@ def gdal_exceptions(request):
 
 
 def test_corrupt_geopackages_are_left_untouched(store, folder, crs, gdal_exceptions):
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     store.append(geometry(), attrs())
     garbage = folder / "garbage.gpkg"
@@ -484,7 +484,7 @@ def test_read_only_folder(store, folder, tmp_path):
     store.append(geometry(), attrs())
     ro = tmp_path / "lecture seule é"
     ro.mkdir()
-    from core.output_store import OutputStore
+    from core.output.output_store import OutputStore
 
     OutputStore(str(ro / "session.gpkg"), "objects", store.crs).append(geometry(), attrs("kept"))
     make_other_layers(ro / "other.gpkg")
@@ -526,7 +526,7 @@ def test_full_disk_on_replace_is_reported_and_harmless(store, folder, monkeypatc
     with pytest.raises(DiskFullError, match="is full"):
         store.export_to(str(target), "objects")
     with pytest.raises(DiskFullError):
-        from core.output_store import OutputStore
+        from core.output.output_store import OutputStore
 
         OutputStore(str(folder / "new.gpkg"), "objects", store.crs)
     assert sha(target) == digest

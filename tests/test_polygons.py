@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from osgeo import ogr
 
-from core.geo import GeoreferencingError
-from core.mask_ops import NO_REFINE, EmptyMaskError, MaskShapeError, RefineParams
 from core.polygon_exporter import mask_to_polygons
+from core.raster.geo import GeoreferencingError
+from core.segment.mask_ops import NO_REFINE, EmptyMaskError, MaskShapeError, RefineParams
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 WGS84_GT = (15.0, 0.001, 0.0, 45.0, 0.0, -0.001)
@@ -72,7 +72,7 @@ def box(x0: float, y0: float, x1: float, y1: float) -> Ring:
 def test_square_with_hole_utm_exact(qgis_app):
     from qgis.core import QgsCoordinateReferenceSystem
 
-    from core.output_store import measure, to_qgs_geometry
+    from core.output.output_store import measure, to_qgs_geometry
 
     r = mask_to_polygons(square_with_hole(), UTM_GT, "EPSG:32633", NO_REFINE)
     # Pixel (col, row) corner -> (500000 + 0.5 col, 5000000 - 0.5 row).
@@ -110,7 +110,7 @@ def test_one_pixel_diagonal_is_corner_touching_squares():
 def test_rotated_geotransform(qgis_app, angle_deg):
     from qgis.core import QgsCoordinateReferenceSystem
 
-    from core.output_store import measure, to_qgs_geometry
+    from core.output.output_store import measure, to_qgs_geometry
 
     t, s, ox, oy = math.radians(angle_deg), 2.0, 350000.0, 6100000.0
     # North-up 2 m grid rotated by t about the origin: the pixel axes are R(t)(s, 0) and R(t)(0, -s).
@@ -169,7 +169,7 @@ def _wgs84_rect_perimeter(lon0: float, lon1: float, lat0: float, lat1: float) ->
 def test_wgs84_coordinates_area_and_perimeter_are_ellipsoidal(qgis_app):
     from qgis.core import QgsCoordinateReferenceSystem, QgsDistanceArea, QgsGeometry, QgsProject
 
-    from core.output_store import measure, to_qgs_geometry
+    from core.output.output_store import measure, to_qgs_geometry
 
     r = mask_to_polygons(square_with_hole(), WGS84_GT, "EPSG:4326", NO_REFINE)
     outer = box(15.001, 44.999, 15.006, 44.994)
@@ -198,7 +198,7 @@ def test_wgs84_coordinates_area_and_perimeter_are_ellipsoidal(qgis_app):
 def test_projected_feet_crs_converts_to_metres(qgis_app):
     from qgis.core import QgsCoordinateReferenceSystem
 
-    from core.output_store import measure, to_qgs_geometry
+    from core.output.output_store import measure, to_qgs_geometry
 
     crs = QgsCoordinateReferenceSystem("EPSG:2263")  # NAD83 / New York Long Island (US survey feet)
     r = mask_to_polygons(square_with_hole(), (1e6, 1.0, 0.0, 2e5, 0.0, -1.0), "", NO_REFINE)

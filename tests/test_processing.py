@@ -24,11 +24,11 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from core.embedding_cache import EmbeddingCache
-from core.mask_ops import RefineParams
 from core.polygon_exporter import mask_to_polygons
-from core.raster_source import RasterSource
-from core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
+from core.raster.raster_source import RasterSource
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.mask_ops import RefineParams
+from core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
 from tools.plugin_package import plugin_module
 
 ROOT = Path(__file__).resolve().parents[1]

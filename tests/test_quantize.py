@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from family_models import FAMILY_FILES, family_params
 
-from core import model_manager as mm
-from core import quantize
 from core.errors import MissingDependencyError, ModelError
+from core.families import quantize
+from core.models import model_manager as mm
 from core.sam_decoder import SamDecoder
 from core.sam_encoder import SamEncoder
 from tools.plugin_package import plugin_module
@@ -97,7 +97,7 @@ def test_a_decoder_is_refused_and_nothing_written(models):
 
 
 def _dialog(qtbot, models: Path, tmp_path: Path):
-    SetupDialog = plugin_module("gui.setup_dialog").SetupDialog  # noqa: N806
+    SetupDialog = plugin_module("gui.setup.setup_dialog").SetupDialog  # noqa: N806
 
     dlg = SetupDialog(None, models_dir=str(models), profile_dir=str(tmp_path / "profile"))
     qtbot.addWidget(dlg)

@@ -9,12 +9,13 @@ import pytest
 from family_models import FAMILY_FILES, family_params
 from osgeo import gdal, osr
 
-from core.crops import CropSpec, mask_bounds, touches_interior_edge
-from core.embedding_cache import EmbeddingCache, entry_bytes
-from core.geo import PIXEL_GEOTRANSFORM
-from core.raster_source import RasterSource
+from core.families.transforms import resized_shape
+from core.raster.crops import CropSpec, mask_bounds, touches_interior_edge
+from core.raster.geo import PIXEL_GEOTRANSFORM
+from core.raster.raster_source import RasterSource
 from core.sam_decoder import PromptError, SamDecoder
-from core.segmenter import (
+from core.segment.embedding_cache import EmbeddingCache, entry_bytes
+from core.segment.segmenter import (
     MapPrompt,
     NotEncodedError,
     OutsideRasterError,
@@ -22,7 +23,6 @@ from core.segmenter import (
     Segmentation,
     format_duration,
 )
-from core.transforms import resized_shape
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 

@@ -12,7 +12,7 @@ from qgis.core import QgsSettings
 
 from tools.plugin_package import plugin_module
 
-setup = plugin_module("gui.setup_dialog")
+setup = plugin_module("gui.setup.setup_dialog")
 
 
 @pytest.fixture
@@ -71,7 +71,8 @@ def test_models_folder_is_in_the_profile_and_the_catalogue_is_listed(qgis_app, q
     assert len(files) == 1 and files[0].startswith(f"No model files in {dlg.models_dir}")
     assert "copy" not in files[0] and "plugin" not in dlg.pair_label.text()
     select_model(dlg, "sam2_hiera_tiny")
-    monkeypatch.setattr(plugin_module("core.model_manager"), "RUNNABLE_FAMILIES", ("sam",))  # a newer version's family
+    # as a family that only a newer plugin version runs
+    monkeypatch.setattr(plugin_module("core.models.model_manager"), "RUNNABLE_FAMILIES", ("sam",))
     dlg.download_model()  # refused before any download
     qtbot.waitUntil(lambda: not dlg.busy(), timeout=10000)
     assert warnings[-1][1].startswith("SAM 2 Hiera-Tiny is a SAM 2 / 2.1 model, which this version of the plugin")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from core.raster_source import RasterSource
+from core.raster.raster_source import RasterSource
 
 GT = (300000.0, 1.0, 0.0, 6000000.0, 0.0, -1.0)
 # 0..100: the same bytes whether read as signed or unsigned, so one expected stretch fits all GDALs.

@@ -32,7 +32,7 @@ def env(plugin_package, qgis_iface, qgis_canvas, qgis_new_project, qtbot, tmp_pa
     QgsProject.instance().setPresetHomePath(str(tmp_path))  # where a new output GeoPackage goes
     raster = QgsRasterLayer(write_raster(str(tmp_path / "panels.tif"), scene()), "panels")
     assert raster.isValid()
-    core = pkg("core.output_store")
+    core = pkg("core.output.output_store")
     store = core.OutputStore(str(tmp_path / "objects.gpkg"), "panels_objects", raster.crs())
     fid = store.append(core.to_qgs_geometry(ogr.CreateGeometryFromWkt(square_wkt(*TARGETS[0])).ExportToIsoWkb()),
                        core.ObjectAttributes(label="panel", score=0.9, source="panels"))
@@ -130,7 +130,7 @@ def test_examples_from_another_layer_go_to_a_new_output_layer(env, qtbot, tmp_pa
     raster, _, _ = env
     plain = QgsVectorLayer("Polygon?crs=EPSG:32633", "drawn", "memory")
     f = QgsFeature()
-    f.setGeometry(pkg("core.output_store").to_qgs_geometry(
+    f.setGeometry(pkg("core.output.output_store").to_qgs_geometry(
         ogr.CreateGeometryFromWkt(square_wkt(*TARGETS[0])).ExportToIsoWkb()))
     plain.dataProvider().addFeatures([f])
     QgsProject.instance().addMapLayer(plain)

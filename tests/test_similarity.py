@@ -22,13 +22,8 @@ from qgis.core import (
 )
 from similar_scene import DISTRACTORS, GT, SIZE, TARGETS, centre, scene, square_wkb, square_wkt, write_raster
 
-from core.crops import CropSpec
-from core.embedding_cache import EmbeddingCache
-from core.families.grid import embedding_grid
-from core.features import CellGrid, image_features
-from core.raster_source import RasterSource
-from core.segmenter import RasterSegmenter, Segmentation
-from core.similarity import (
+from core.embeddings.features import CellGrid, image_features
+from core.embeddings.similarity import (
     Example,
     Peak,
     SimilarityError,
@@ -38,6 +33,11 @@ from core.similarity import (
     find_peaks,
     segment_peaks,
 )
+from core.families.grid import embedding_grid
+from core.raster.crops import CropSpec
+from core.raster.raster_source import RasterSource
+from core.segment.embedding_cache import EmbeddingCache
+from core.segment.segmenter import RasterSegmenter, Segmentation
 from tools.plugin_package import plugin_module
 
 FIXTURES = Path(__file__).parent / "fixtures"

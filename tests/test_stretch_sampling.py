@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from core import band_sample as bs
-from core import raster_source as rs
-from core.raster_source import RasterSource
+from core.raster import band_sample as bs
+from core.raster import raster_source as rs
+from core.raster.raster_source import RasterSource
 
 SIZE = 100_000
 TILE = 500

@@ -1,7 +1,7 @@
 """Which encoder and decoder the panel and the Processing tools use (QGIS adapter over core).
 
 One finder for the whole plugin: the files chosen in the setup dialog where they
-exist, else the best pair :mod:`core.model_pairs` finds (installed catalogue
+exist, else the best pair :mod:`core.models.model_pairs` finds (installed catalogue
 models first, in recommended order, then models the user added, then loose
 files). It takes a quick look only (cached checks, no hashing, no model opened),
 so it is safe in the GUI thread; the setup dialog does the full checks.
@@ -16,10 +16,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from qgis.core import QgsApplication
 
-from ..core import catalogue
-from ..core.model_manager import discover
-from ..core.model_pairs import available_pairs, best, installed_files
-from ..core.model_record import UserRecord, profile_paths
+from ..core.models import catalogue
+from ..core.models.model_manager import discover
+from ..core.models.model_pairs import available_pairs, best, installed_files
+from ..core.models.model_record import UserRecord, profile_paths
 from .metadata import PLUGIN_DIR
 
 LEGACY_MODELS_DIR = PLUGIN_DIR / "models"  # before 0.2; replaced when the plugin is updated

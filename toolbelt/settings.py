@@ -17,9 +17,9 @@ from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import QSettings
 
 from ..core import fs_checks as fs
-from ..core.embedding_cache import default_cache_dir
 from ..core.errors import SegmentationError
-from ..core.mask_ops import RefineParams
+from ..core.segment.embedding_cache import default_cache_dir
+from ..core.segment.mask_ops import RefineParams
 from .models import LEGACY_MODELS_DIR, default_models_dir
 
 PREFIX = "ai_segmentation/"
@@ -76,7 +76,7 @@ class Settings:
         cache_max_mb: size limit of that cache, in MiB (oldest entries go first).
         threads: ONNX Runtime threads for the encoder; 0 lets it choose.
         simplify_px, fill_holes_px, min_area_px, largest_only: default refinement of saved
-            masks, in raster pixels (see :class:`core.mask_ops.RefineParams`).
+            masks, in raster pixels (see :class:`core.segment.mask_ops.RefineParams`).
         hover_preview: preview the mask under the cursor before clicking (throttled).
     """
 

@@ -22,7 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 def find_models() -> tuple:
     """``(encoder, decoder, label)``: a real pair from models/, else the tiny fixtures."""
-    from core.model_manager import best_pair, discover
+    from core.models.model_manager import best_pair, discover
 
     pair = best_pair(discover([ROOT / "models"], cache_path=OUT / "model_hashes.json"))
     if pair:
@@ -56,11 +56,11 @@ def make_raster(path: Path) -> None:
 def main() -> None:
     from qgis.core import QgsApplication, QgsCoordinateReferenceSystem
 
-    from core.embedding_cache import EmbeddingCache
-    from core.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
+    from core.output.output_store import ObjectAttributes, OutputStore, to_qgs_geometry
     from core.polygon_exporter import mask_to_polygons
-    from core.raster_source import RasterSource
-    from core.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
+    from core.raster.raster_source import RasterSource
+    from core.segment.embedding_cache import EmbeddingCache
+    from core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
 
     OUT.mkdir(exist_ok=True)
     app = QgsApplication([], False)

@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "colour.encoder.onnx"
-MEAN = [123.675, 116.28, 103.53]  # SAM's pixel mean and std (core.transforms)
+MEAN = [123.675, 116.28, 103.53]  # SAM's pixel mean and std (core.families.transforms)
 STD = [58.395, 57.12, 57.375]
 FEATURES = 11
 SEED = 0

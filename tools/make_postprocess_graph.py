@@ -1,4 +1,4 @@
-"""Write core/graphs/*.onnx: the families' mask post-processing as tiny ONNX graphs.
+"""Write core/families/graphs/*.onnx: the families' mask post-processing as tiny ONNX graphs.
 
 ``postprocess_masks.onnx`` does what ``Sam.postprocess_masks`` does (torch bilinear,
 align_corners=False): upscale ``[K, 256, 256]`` logits to 1024x1024, crop the padding to the
@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-GRAPHS = Path(__file__).resolve().parents[1] / "core" / "graphs"
+GRAPHS = Path(__file__).resolve().parents[1] / "core" / "families" / "graphs"
 RESIZE = dict(mode="linear", coordinate_transformation_mode="half_pixel")  # = align_corners=False
 
 

@@ -29,7 +29,7 @@ RUNTIME = (
     "metadata.txt",
     "LICENSE",
     "core/**/*.py",
-    "core/graphs/*.onnx",  # small fixed graphs the engine runs (mask post-processing)
+    "core/families/graphs/*.onnx",  # small fixed graphs the engine runs (mask post-processing)
     "core/**/*.json",  # catalogue data (model names, URLs)
     "core/**/*.sha256",  # the catalogue's checksums, in sha256sum's format
     "core/**/*.tsv",

@@ -13,7 +13,7 @@ PACKAGE = "ai_segmentation_under_test"
 
 
 def plugin_module(name: str) -> ModuleType:
-    """``plugin_module("gui.setup_dialog")`` -> that module, inside the plugin package."""
+    """``plugin_module("gui.setup.setup_dialog")`` -> that module, inside the plugin package."""
     if PACKAGE not in sys.modules:
         spec = importlib.util.spec_from_file_location(
             PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])

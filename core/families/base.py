@@ -26,8 +26,8 @@ from typing import Any, Callable, ClassVar, Dict, Mapping, NamedTuple, Optional,
 
 import numpy as np
 
-from .. import onnx_session as ox
 from ..errors import ModelError, SegmentationError
+from . import onnx_session as ox
 
 Shape = Tuple[int, int]  # (h, w) in pixels
 IMAGE_EMBEDDINGS = "image_embeddings"  # bundle name of the [1, 256, 64, 64] embedding every family has
@@ -147,7 +147,7 @@ def check_mask_input(mask_input: Optional[np.ndarray]) -> Optional[np.ndarray]:
 
 
 class PointRunner:
-    """One include point at a time on one image, for "segment everything" (see core.automatic).
+    """One include point at a time on one image, for "segment everything" (see core.segment.automatic).
 
     ``runner(point)``: ``(x, y)`` in the image's pixels, reference convention (as the family's
     automatic mask generator feeds its predictor) -> ``(scores [3], low-res logits [3, 256, 256])``.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List, NamedTuple, Tuple
 
-from .. import onnx_session as ox
 from ..errors import MissingDependencyError, ModelError
+from . import onnx_session as ox
 from .base import Family
 from .efficientsam import EfficientSam
 from .sam import Sam

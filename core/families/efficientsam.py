@@ -22,8 +22,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import onnx_session as ox
-from ..transforms import IMG_SIZE, BandedUpscale, bicubic_matrix
+from . import onnx_session as ox
 from .base import (
     EMBEDDING_SHAPE,
     LOW_RES,
@@ -37,6 +36,7 @@ from .base import (
     PromptError,
     Shape,
 )
+from .transforms import IMG_SIZE, BandedUpscale, bicubic_matrix
 
 MAX_POINTS = 6  # the decoder keeps the first 6 prompt points (a box counts 2)
 _DECODER_INPUTS = {"image_embeddings": 4, "batched_point_coords": 4, "batched_point_labels": 3, "orig_im_size": 1}

@@ -21,9 +21,7 @@ from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import onnx_session as ox
-from ..transforms import IMG_SIZE, apply_coords, normalize_and_pad, postprocess_matrices, resize_longest_side
-from ..transforms import resized_shape as longest_side_shape
+from . import onnx_session as ox
 from .base import (
     EMBEDDING_SHAPE,
     LOW_RES,
@@ -37,6 +35,8 @@ from .base import (
     Shape,
     check_prompt,
 )
+from .transforms import IMG_SIZE, apply_coords, normalize_and_pad, postprocess_matrices, resize_longest_side
+from .transforms import resized_shape as longest_side_shape
 
 _DECODER_INPUTS = {"image_embeddings": 4, "point_coords": 3, "point_labels": 2, "mask_input": 4,
                    "has_mask_input": 1, "orig_im_size": 1}
@@ -44,7 +44,7 @@ _OUTPUTS = ["iou_predictions", "low_res_masks"]  # asking for these only skips t
 # The graph also computes its (unused, see above) full-size masks: a small size keeps that cheap.
 _GRAPH_MASK_SIZE = np.array([LOW_RES, LOW_RES], np.float32)
 # Sam.postprocess_masks as a tiny graph (tools/make_postprocess_graph.py): ~3x faster than numpy.
-_POSTPROCESS = Path(__file__).resolve().parents[1] / "graphs" / "postprocess_masks.onnx"
+_POSTPROCESS = Path(__file__).resolve().parent / "graphs" / "postprocess_masks.onnx"
 
 
 def build_prompt(points: Optional[Sequence[Sequence[float]]], labels: Optional[Sequence[int]],

@@ -23,8 +23,7 @@ from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import onnx_session as ox
-from ..transforms import IMG_SIZE, bilinear_matrix, resize_float
+from . import onnx_session as ox
 from .base import (
     EMBEDDING_SHAPE,
     LOW_RES,
@@ -37,6 +36,7 @@ from .base import (
     Prompt,
     Shape,
 )
+from .transforms import IMG_SIZE, bilinear_matrix, resize_float
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -44,7 +44,7 @@ _FEATS = {"high_res_feats_0": (1, 32, 256, 256), "high_res_feats_1": (1, 64, 128
 _DECODER_INPUTS = {"image_embed": 4, "high_res_feats_0": 4, "high_res_feats_1": 4, "point_coords": 3,
                    "point_labels": 2, "mask_input": 4, "has_mask_input": 1}
 _OUTPUTS = ["iou_predictions", "masks"]
-_RESIZE = Path(__file__).resolve().parents[1] / "graphs" / "resize_masks.onnx"
+_RESIZE = Path(__file__).resolve().parent / "graphs" / "resize_masks.onnx"
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:

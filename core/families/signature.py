@@ -14,7 +14,7 @@ from typing import BinaryIO, Dict, Iterator, List, Set, Tuple
 
 from .. import fs_checks as fs
 from ..errors import ModelError
-from ..onnx_session import TensorSpec
+from .onnx_session import TensorSpec
 
 Signature = Tuple[Dict[str, TensorSpec], Dict[str, TensorSpec]]  # inputs, outputs by name
 

@@ -1,0 +1,1 @@
+"""Training data out: COCO datasets for fine-tuning SAM."""

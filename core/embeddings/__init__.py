@@ -1,0 +1,1 @@
+"""SAM embeddings as features: find similar objects, export embeddings as rasters."""

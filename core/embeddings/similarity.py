@@ -1,0 +1,418 @@
+"""Find objects like given examples: embedding signatures, cosine maps over crops, peaks with NMS.
+
+An example's *signature* is the mean of the embedding vectors under its polygon on the
+embedding grid (cells at least half covered; the most covered ones for an object smaller
+than a cell), taken on the scale-1 grid crop that holds it best. Every cell of the crops of
+an extent is scored by its cosine similarity to each signature; the per-crop maps are
+stitched onto one raster grid (see :mod:`core.embeddings.features`). *Peaks* are local maxima above a
+threshold, taken best first with non-maximum suppression at the example's scale (a disc of
+half its size), away from the examples themselves. :func:`segment_peaks` turns each peak
+into an object with SAM (a single include point), keeping the candidate mask whose area is
+closest to the example's, and drops a result whose box overlaps a better one (IoU > 0.7).
+
+GDAL only (no QGIS): safe in a worker thread. Polygons are WKB in the raster CRS; pixel
+positions are continuous source pixels ``(col, row)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from osgeo import gdal, ogr
+
+from ..errors import SegmentationError
+from ..polygon_exporter import mask_to_polygons
+from ..raster.crops import CropGrid, CropSpec, mask_bounds
+from ..raster.geo import Extent, GeoTransform, check_geotransform, extent_to_pixel_bounds, pixel_to_map
+from ..segment.amg_utils import box_iou
+from ..segment.mask_ops import RefineParams
+from ..segment.segmenter import RasterSegmenter, Segmentation
+from .features import Blender, CellGrid, CropFeatures, FeatureFn, Window, image_features, raster_bounds
+
+SegmentFn = Callable[[Tuple[float, float]], Segmentation]  # one include point (raster CRS) -> masks
+SUBSAMPLE = 4  # coverage of a cell by a polygon is measured on SUBSAMPLE x SUBSAMPLE points
+DUPLICATE_IOU = 0.7  # a result whose box overlaps a better one's more than this is the same object
+MIN_RADIUS_CELLS = 1.5  # peaks closer than this many cells are one peak, whatever the object's size
+
+
+class SimilarityError(SegmentationError):
+    """An example cannot be used (empty, not a polygon, off the encoded raster)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One object to find more of: ``wkb`` is its (multi)polygon in the raster CRS."""
+
+    id: int
+    wkb: bytes
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What an example looks like to the encoder, and its size.
+
+    Attributes:
+        example: the example.
+        vector: ``[C]`` float32 unit vector, the mean embedding under the polygon.
+        size_px: ``(w, h)`` of its bounding box, source pixels.
+        area_px: its area, source pixels.
+        centre: ``(col, row)`` of its bounding box centre, source pixels.
+        cells: how many cells (summed coverage) went into the mean.
+    """
+
+    example: Example
+    vector: np.ndarray
+    size_px: Tuple[float, float]
+    area_px: float
+    centre: Tuple[float, float]
+    cells: float
+
+    def radius(self, grid: CellGrid) -> float:
+        """Non-maximum suppression radius, source pixels: half the object's size."""
+        w, h = self.size_px
+        return max(0.5 * math.sqrt(w * h), MIN_RADIUS_CELLS * max(grid.cell_h, grid.cell_w))
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A place that looks like an example: the centre ``(col, row)`` of a cell, source pixels."""
+
+    col: float
+    row: float
+    similarity: float
+    example: int  # index of the signature it is most similar to
+
+
+@dataclass
+class ScoreMap:
+    """Cosine similarity to each signature on a window of the raster's cells.
+
+    Attributes:
+        values: ``[K, rows, cols]`` float32 in [-1, 1]; NaN where no crop covers a cell.
+        grid, window: the cells (see :class:`core.embeddings.features.CellGrid`).
+    """
+
+    values: np.ndarray
+    grid: CellGrid
+    window: Window
+
+    @property
+    def best(self) -> np.ndarray:
+        """``[rows, cols]`` the highest similarity to any signature (NaN where uncovered)."""
+        filled = np.where(np.isnan(self.values), -np.inf, self.values)
+        out = filled.max(axis=0)
+        out[np.isinf(out)] = np.nan
+        return out
+
+    def geotransform(self, raster_gt: GeoTransform) -> GeoTransform:
+        return self.grid.geotransform(raster_gt, self.window)
+
+
+@dataclass(frozen=True)
+class SimilarObject:
+    """A found object: polygon ``wkb`` (raster CRS), predicted IoU ``score``, ``similarity`` of its peak."""
+
+    wkb: bytes
+    score: float
+    similarity: float
+    example: Example
+    point: Tuple[float, float]  # the prompt, raster CRS
+
+
+def _geometry(example: Example) -> ogr.Geometry:
+    geom = ogr.CreateGeometryFromWkb(example.wkb) if example.wkb else None
+    if geom is None or geom.IsEmpty() or ogr.GT_Flatten(geom.GetGeometryType()) not in (
+            ogr.wkbPolygon, ogr.wkbMultiPolygon):
+        raise SimilarityError(f"example {example.id} is not a polygon: choose saved objects (polygons)")
+    return geom
+
+
+def _cells_geotransform(raster_gt: GeoTransform, col0: float, row0: float, cell_w: float,
+                        cell_h: float) -> GeoTransform:
+    """Geotransform of a grid of ``cell_w x cell_h`` source-pixel cells starting at ``(col0, row0)``."""
+    x0, a, b, y0, d, e = check_geotransform(raster_gt)
+    return (x0 + col0 * a + row0 * b, a * cell_w, b * cell_h, y0 + col0 * d + row0 * e, d * cell_w, e * cell_h)
+
+
+def coverage(geoms: Sequence[ogr.Geometry], gt: GeoTransform, rows: int, cols: int) -> np.ndarray:
+    """``[rows, cols]`` fraction (0..1) of each cell of the grid ``gt`` inside any of ``geoms``."""
+    s = SUBSAMPLE
+    fine = (gt[0], gt[1] / s, gt[2] / s, gt[3], gt[4] / s, gt[5] / s)
+    ds = gdal.GetDriverByName("MEM").Create("", cols * s, rows * s, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform(fine)
+    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    layer = store.CreateLayer("examples", geom_type=ogr.wkbMultiPolygon)
+    for geom in geoms:
+        feature = ogr.Feature(layer.GetLayerDefn())
+        feature.SetGeometry(geom)
+        layer.CreateFeature(feature)
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # "no spatial reference": both are in the raster CRS
+    try:
+        gdal.RasterizeLayer(ds, [1], layer, burn_values=[1])
+    finally:
+        gdal.PopErrorHandler()
+    burnt = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
+    del ds, layer, store
+    return burnt.reshape(rows, s, cols, s).mean(axis=(1, 3))
+
+
+def _inside(grid: CropGrid, raster_gt: GeoTransform, example: Example,
+            geom: ogr.Geometry) -> Tuple[float, float, float, float]:
+    """The example's pixel bounds clipped to the raster; raises if it lies outside."""
+    c0, r0, c1, r1 = _pixel_bounds(raster_gt, geom)
+    inside = (max(c0, 0.0), max(r0, 0.0), min(c1, float(grid.width)), min(r1, float(grid.height)))
+    if inside[2] <= inside[0] or inside[3] <= inside[1]:
+        raise SimilarityError(f"example {example.id} lies outside the raster: use objects on this raster "
+                              "as examples")
+    return inside
+
+
+def _example_crops(grid: CropGrid, bounds: Tuple[float, float, float, float]) -> List[CropSpec]:
+    c0, r0, c1, r1 = bounds
+    best = grid.best_crop(np.array([[c0, r0], [c1, r1]]))
+    return [best] if best.scale == 1 else list(grid.crops(bounds))
+
+
+def example_crops(grid: CropGrid, raster_gt: GeoTransform, example: Example) -> List[CropSpec]:
+    """The scale-1 grid crops a signature is taken on: the one holding the example best, or
+    every crop it touches when no single crop holds it."""
+    return _example_crops(grid, _inside(grid, raster_gt, example, _geometry(example)))
+
+
+def _pixel_bounds(raster_gt: GeoTransform, geom: ogr.Geometry) -> Tuple[float, float, float, float]:
+    xmin, xmax, ymin, ymax = geom.GetEnvelope()
+    return extent_to_pixel_bounds(raster_gt, (xmin, ymin, xmax, ymax))
+
+
+def signature(example: Example, grid: CropGrid, raster_gt: GeoTransform, features: FeatureFn) -> Signature:
+    """The signature of ``example`` on the crops of ``grid`` (a raster of ``raster_gt``)."""
+    geom = _geometry(example)
+    c0, r0, c1, r1 = _pixel_bounds(raster_gt, geom)
+    inside = _inside(grid, raster_gt, example, geom)
+    total, weight = None, 0.0
+    for crop in _example_crops(grid, inside):
+        f = features(crop)
+        ch, cw = f.cell[0] * crop.scale, f.cell[1] * crop.scale
+        _, rows, cols = f.values.shape
+        cov = coverage([geom], _cells_geotransform(raster_gt, crop.col0, crop.row0, cw, ch), rows, cols)
+        w = np.where(cov >= 0.5, cov, 0.0) if (cov >= 0.5).any() else np.where(cov >= cov.max() * 0.5, cov, 0.0)
+        part = np.tensordot(f.values, w, axes=([1, 2], [0, 1]))
+        total = part if total is None else total + part
+        weight += float(w.sum())
+    if total is None or weight <= 0:
+        raise SimilarityError(f"example {example.id} covers no encoded part of the raster")
+    mean = total / weight
+    norm = float(np.linalg.norm(mean))
+    if norm == 0:
+        raise SimilarityError(f"example {example.id} has an all-zero embedding: the raster is blank there")
+    area_px = geom.GetArea() / abs(raster_gt[1] * raster_gt[5] - raster_gt[2] * raster_gt[4])
+    return Signature(example, (mean / norm).astype(np.float32), (c1 - c0, r1 - r0), area_px,
+                     ((c0 + c1) / 2, (r0 + r1) / 2), weight)
+
+
+def score_map(signatures: Sequence[Signature], crops: Sequence[CropSpec], features: FeatureFn, grid: CellGrid,
+              window: Window, is_canceled: Callable[[], bool] = lambda: False,
+              on_progress: Optional[Callable[[float], None]] = None) -> ScoreMap:
+    """Cosine similarity of every cell of ``window`` to each signature, stitched over ``crops``."""
+    sig = np.stack([s.vector for s in signatures]).astype(np.float32)  # [K, C]
+    blender = Blender(grid, window, len(signatures))
+    for i, crop in enumerate(crops):
+        if is_canceled():
+            break
+        f = features(crop)
+        c, rows, cols = f.values.shape
+        flat = f.values.reshape(c, -1)
+        norms = np.maximum(np.sqrt(np.einsum("cn,cn->n", flat, flat)), 1e-12)
+        blender.add(crop, ((sig @ flat) / norms).reshape(-1, rows, cols), f.cell)
+        if on_progress is not None:
+            on_progress((i + 1) / len(crops))
+    return ScoreMap(blender.result(), grid, window)
+
+
+def _box_mean(values: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each ``k x k`` window of ``[rows, cols]`` cells (NaN ignored), at the window
+    starting ``(k - 1) // 2`` cells before each cell; NaN where under half of it is covered."""
+    if k <= 1:
+        return values.copy()
+    valid = ~np.isnan(values)
+    lo = (k - 1) // 2
+    pads = ((lo + 1, k - lo - 1), (lo + 1, k - lo - 1))
+    s = np.pad(np.where(valid, values, 0.0).astype(np.float64), pads).cumsum(0).cumsum(1)
+    n = np.pad(valid.astype(np.float64), pads).cumsum(0).cumsum(1)
+    h, w = values.shape
+
+    def window(a: np.ndarray) -> np.ndarray:
+        return a[k:k + h, k:k + w] - a[:h, k:k + w] - a[k:k + h, :w] + a[:h, :w]
+
+    total, count = window(s), window(n)
+    out = np.full(values.shape, np.nan, np.float32)
+    np.divide(total, count, out=out, where=count >= 0.5 * k * k, casting="unsafe")
+    return out
+
+
+def _local_maxima(best: np.ndarray) -> np.ndarray:
+    """``[rows, cols]`` True where a cell is >= its 8 neighbours (NaN counts as -inf)."""
+    v = np.where(np.isnan(best), -np.inf, best)
+    padded = np.pad(v, 1, constant_values=-np.inf)
+    h, w = v.shape
+    ok = np.isfinite(v)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                ok &= v >= padded[dy : dy + h, dx : dx + w]
+    return ok
+
+
+def find_peaks(scores: ScoreMap, signatures: Sequence[Signature], threshold: float, max_objects: int,
+               raster_gt: GeoTransform) -> List[Peak]:
+    """Places at least ``threshold`` similar to an example, best first, at most ``max_objects``.
+
+    Each signature's map is first averaged over a square of the example's size (its
+    footprint in cells), so an object gives one peak at its centre and the similarity of a
+    peak is that of the whole footprint. Local maxima of the best of those maps are taken
+    greedily; one closer to a better one (or to an example's centre) than its example's
+    radius (:meth:`Signature.radius`) is suppressed, as is any cell touching an example.
+    """
+    win, grid = scores.window, scores.grid
+    sizes = [max(1, round(math.sqrt(s.size_px[0] * s.size_px[1] / (grid.cell_w * grid.cell_h))))
+             for s in signatures]
+    smooth = np.stack([_box_mean(v, k) for v, k in zip(scores.values, sizes)])
+    filled = np.nan_to_num(smooth, nan=-np.inf)
+    which, best = filled.argmax(axis=0), filled.max(axis=0)
+    exclude = coverage([_geometry(s.example) for s in signatures],
+                       _cells_geotransform(raster_gt, win.col0 * grid.cell_w, win.row0 * grid.cell_h,
+                                           grid.cell_w, grid.cell_h), win.rows, win.cols) > 0
+    ii, jj = np.nonzero(_local_maxima(np.where(np.isinf(best), np.nan, best)) & (best >= threshold) & ~exclude)
+    order = np.argsort(-best[ii, jj], kind="stable")
+    taken = [(s.centre[0], s.centre[1], s.radius(grid)) for s in signatures]
+    peaks: List[Peak] = []
+    for k in order:
+        if len(peaks) >= max_objects:
+            break
+        i, j, e = ii[k], jj[k], int(which[ii[k], jj[k]])
+        centre = 0.5 if sizes[e] % 2 else 1.0  # an even window is centred on a cell corner
+        col, row = (win.col0 + j + centre) * grid.cell_w, (win.row0 + i + centre) * grid.cell_h
+        r = signatures[e].radius(grid)
+        if any(math.hypot(col - c, row - q) < max(r, rr) for c, q, rr in taken):
+            continue
+        taken.append((col, row, r))
+        peaks.append(Peak(col, row, float(best[i, j]), e))
+    return peaks
+
+
+def choose_mask(masks: np.ndarray, scores: np.ndarray, scale: int, area_px: float) -> Optional[int]:
+    """Index of the candidate mask ``[K, H, W]`` (pixels ``scale`` source pixels wide) whose area
+    is closest (in ratio) to ``area_px``, the higher score breaking ties; None if all are empty."""
+    areas = masks.reshape(masks.shape[0], -1).sum(axis=1).astype(np.float64) * scale * scale
+    if not (areas > 0).any():
+        return None
+    misfit = np.where(areas > 0, np.abs(np.log(np.maximum(areas, 1.0) / max(area_px, 1.0))), np.inf)
+    return int(np.lexsort((-np.asarray(scores, np.float64), np.round(misfit, 9)))[0])
+
+
+def segment_peaks(peaks: Sequence[Peak], signatures: Sequence[Signature], segment: SegmentFn,
+                  raster_gt: GeoTransform, refine: RefineParams = RefineParams(),  # noqa: B008 (frozen)
+                  is_canceled: Callable[[], bool] = lambda: False,
+                  on_progress: Optional[Callable[[float], None]] = None) -> List[SimilarObject]:
+    """One object per peak (best first): SAM on the peak as an include point, the candidate
+    mask of the example's size, duplicates (box IoU > :data:`DUPLICATE_IOU`) dropped."""
+    found: List[SimilarObject] = []
+    boxes: List[np.ndarray] = []
+    for n, peak in enumerate(peaks, 1):
+        if is_canceled():
+            break
+        sig = signatures[peak.example]
+        (x, y), = pixel_to_map(raster_gt, [(peak.col, peak.row)])
+        seg = segment((float(x), float(y)))
+        k = choose_mask(seg.masks, seg.scores, seg.crop.scale, sig.area_px)
+        if k is not None:
+            box = np.array(mask_bounds(seg.masks[k], seg.crop), np.float64)
+            if not boxes or not (box_iou(box, np.stack(boxes)) > DUPLICATE_IOU).any():
+                polygons = mask_to_polygons(seg.masks[k], seg.geotransform, seg.crs_wkt,
+                                            refine.scaled(seg.crop.scale))
+                boxes.append(box)
+                found.append(SimilarObject(polygons.wkb, float(seg.scores[k]), peak.similarity, sig.example,
+                                           (float(x), float(y))))
+        if on_progress is not None:
+            on_progress(n / len(peaks))
+    return found
+
+
+
+@dataclass(frozen=True)
+class SimilarParams:
+    """Settings of one search.
+
+    Attributes:
+        threshold: least cosine similarity of a peak, -1 to 1.
+        max_objects: most objects returned (the best peaks).
+        refine: outline refinement of the found objects (source pixels).
+    """
+
+    threshold: float = 0.75
+    max_objects: int = 100
+    refine: RefineParams = RefineParams()  # noqa: RUF009 (frozen)
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0 or self.max_objects < 1:
+            raise SimilarityError(f"the similarity threshold must be between -1 and 1 and the number of "
+                                  f"objects at least 1, got {self.threshold} and {self.max_objects}")
+
+
+class SimilarSearch:
+    """One search for objects like ``examples`` over ``extent`` of ``segmenter``'s raster.
+
+    Encode :attr:`crops` first (they must all be cached), then call :meth:`score`,
+    :meth:`peaks` and :meth:`objects`.
+
+    Args:
+        segmenter: the raster, models and cache.
+        examples: polygons in the raster CRS.
+        extent: raster CRS; None = the whole raster.
+    """
+
+    def __init__(self, segmenter: RasterSegmenter, examples: Sequence[Example], extent: Optional[Extent],
+                 params: SimilarParams = SimilarParams()) -> None:
+        if not examples:
+            raise SimilarityError("no example: select one or more saved objects to find more of")
+        self.segmenter, self.examples, self.params = segmenter, list(examples), params
+        src = segmenter.source
+        self.extent_crops = segmenter.crops_in_extent(extent)
+        if not self.extent_crops:
+            raise SimilarityError(f"the extent does not overlap the raster '{src.name}'")
+        self._bounds = raster_bounds(src.width, src.height, src.geotransform, extent)
+        needed = list(self.extent_crops)
+        for example in self.examples:
+            needed += example_crops(segmenter.grid, src.geotransform, example)
+        self.crops: List[CropSpec] = list(dict.fromkeys(needed))
+        self.signatures: List[Signature] = []
+
+    def features(self, crop: CropSpec) -> CropFeatures:
+        """``crop``'s cached features (raises NotEncodedError if it is not cached)."""
+        return image_features(self.segmenter.embedding(crop))
+
+    def score(self, is_canceled: Callable[[], bool] = lambda: False,
+              on_progress: Optional[Callable[[float], None]] = None) -> ScoreMap:
+        """Signatures of the examples, then the stitched similarity over the extent."""
+        src = self.segmenter.source
+        self.signatures = [signature(e, self.segmenter.grid, src.geotransform, self.features)
+                           for e in self.examples]
+        first = self.extent_crops[0]
+        grid = CellGrid.of(first, self.features(first), src.width, src.height)
+        return score_map(self.signatures, self.extent_crops, self.features, grid, grid.window(self._bounds),
+                         is_canceled, on_progress)
+
+    def peaks(self, scores: ScoreMap) -> List[Peak]:
+        """The places to segment, best first (see :func:`find_peaks`)."""
+        return find_peaks(scores, self.signatures, self.params.threshold, self.params.max_objects,
+                          self.segmenter.source.geotransform)
+
+    def objects(self, peaks: Sequence[Peak], segment: SegmentFn, is_canceled: Callable[[], bool] = lambda: False,
+                on_progress: Optional[Callable[[float], None]] = None) -> List[SimilarObject]:
+        """The objects at ``peaks`` (see :func:`segment_peaks`)."""
+        return segment_peaks(peaks, self.signatures, segment, self.segmenter.source.geotransform,
+                             self.params.refine, is_canceled, on_progress)

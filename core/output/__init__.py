@@ -1,0 +1,1 @@
+"""Saved objects: the output GeoPackage layer and safe GeoPackage writes."""

@@ -1,0 +1,1 @@
+"""Rasters: GDAL reading with band choice and stretch, geotransforms, the crop grid."""

@@ -1,0 +1,1 @@
+"""Segmenting one raster: the segmenter, its embedding cache, encode tasks, automatic masks."""

@@ -1,0 +1,1 @@
+"""The click session: prompts, results, the decode worker and step-wise segmentation."""

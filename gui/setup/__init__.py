@@ -1,0 +1,1 @@
+"""The first-run setup dialog: dependencies, the model catalogue, advanced model actions."""

@@ -106,7 +106,8 @@ def test_all_channels_match_the_cache(segmenter, tmp_path):
     assert gt16 == gt
     np.testing.assert_array_equal(h, data.astype(np.float16).astype(np.float32))
     ds = gdal.Open(half.path)
-    assert ds.GetRasterBand(1).GetMetadataItem("NBITS", "IMAGE_STRUCTURE") == "16"
+    band = ds.GetRasterBand(1)  # half floats: NBITS=16 of Float32 before GDAL 3.11, its own Float16 type since
+    assert band.GetMetadataItem("NBITS", "IMAGE_STRUCTURE") == "16" or band.DataType == getattr(gdal, "GDT_Float16", -1)
     assert os.path.getsize(half.path) < os.path.getsize(result.path)
     del ds
     assert sorted(os.listdir(tmp_path)) == ["all.tif", "half.tif"]  # no temporary file left

@@ -205,7 +205,7 @@ def test_permissions_in_processing(tiny_paths, tmp_path):
         out["cache encode"] = run("encode", {{"INPUT": raster, "ENCODER": good}})
         out["cache segment"] = run("segment_prompts", {{"INPUT": raster, "PROMPTS": point, "ENCODER": good,
                                                        "DECODER": dec, "OUTPUT": {str(tmp_path / "o2.gpkg")!r}}})
-        print(json.dumps(out))
+        print(json.dumps(out), flush=True)  # os._exit skips flushing the pipe
         os._exit(0)
         """, tmp_path, prefix, processing=True)
     finally:

@@ -144,7 +144,8 @@ def coverage(geoms: Sequence[ogr.Geometry], gt: GeoTransform, rows: int, cols: i
     fine = (gt[0], gt[1] / s, gt[2] / s, gt[3], gt[4] / s, gt[5] / s)
     ds = gdal.GetDriverByName("MEM").Create("", cols * s, rows * s, 1, gdal.GDT_Byte)
     ds.SetGeoTransform(fine)
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
+    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
     layer = store.CreateLayer("examples", geom_type=ogr.wkbMultiPolygon)
     for geom in geoms:
         feature = ogr.Feature(layer.GetLayerDefn())

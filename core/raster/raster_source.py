@@ -15,7 +15,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,12 +55,23 @@ def _quiet_gdal() -> Iterator[Any]:
 
 def _gdal_try(fn: Callable[[], Any]) -> Tuple[Any, str]:
     """``(fn(), "")``, or ``(None, GDAL's message)`` whether GDAL raises or returns None."""
-    with _quiet_gdal() as gdal:
-        try:
-            out = fn()
-        except RuntimeError as exc:
-            return None, str(exc)
-        return out, "" if out is not None else (gdal.GetLastErrorMsg() or "unknown error")
+    gdal = _gdal()
+    messages: List[str] = []
+    gdal.ErrorReset()
+    gdal.PushErrorHandler(lambda _cls, _no, msg: messages.append(str(msg)))  # kept from stderr, per thread
+    try:
+        out = fn()
+    except RuntimeError as exc:
+        return None, _detail([*messages, str(exc)])
+    finally:
+        gdal.PopErrorHandler()
+    return out, "" if out is not None else (_detail(messages) or "unknown error")
+
+
+def _detail(messages: List[str]) -> str:
+    """The message that names the failing block, else the last: GDAL 3.7 and later report the
+    codec's own error ("TIFFReadEncodedTile() failed") after the block's."""
+    return next((m for m in messages if "IReadBlock failed" in m), messages[-1] if messages else "")
 
 
 def open_dataset(uri: str) -> Any:
@@ -76,7 +87,7 @@ def open_dataset(uri: str) -> Any:
     if not fs.is_local_path(uri):
         raise RasterReadError(f"cannot open the raster '{uri}' (GDAL: {detail})")
     path = fs.check_readable_file(uri, "raster", RasterReadError)  # missing, folder, permission, I/O
-    if "not recognized as a supported file format" in detail:
+    if re.search(r"not recognized as (being in )?a supported file format", detail):  # GDAL < 3.7 / >= 3.7
         raise RasterReadError(f"cannot open the raster '{path}': it is not in a raster format GDAL knows; "
                               f"check that this is the raster file (GDAL: {detail})")
     raise RasterReadError(f"cannot open the raster '{path}': the file is damaged or truncated (GDAL: {detail}); "
@@ -94,7 +105,9 @@ def _read_error(band: Any, win: Tuple[int, int, int, int], detail: str) -> Raste
     path = ds.GetDescription() if ds is not None else ""
     rows = (win[1], win[1] + win[3] - 1)
     block = re.search(r"X offset \d+, Y offset (\d+)", detail)
-    if block and path and detail.startswith(path) and ds.RasterYSize == band.YSize:
+    # The block is this band's (not an overview's); GDAL 3.7 and later name the file without its folder.
+    own = bool(path) and detail.split(", band ")[0] in (path, os.path.basename(path))
+    if block and own and ds.RasterYSize == band.YSize:
         first = int(block.group(1)) * band.GetBlockSize()[1]
         rows = (first, min(first + band.GetBlockSize()[1], band.YSize) - 1)
     where = f"row {rows[0]}" if rows[0] == rows[1] else f"rows {rows[0]}-{rows[1]}"

@@ -19,6 +19,7 @@ import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import SegmentationError
+from .gdal_calls import gdal_try, memory_vectors, returned_error_code
 from .raster.geo import check_geotransform
 from .segment.mask_ops import RefineParams, as_mask, content_window, georeference_wkb, multipolygon_rings
 
@@ -80,19 +81,19 @@ def mask_to_polygons(
 def _polygonize(window: np.ndarray, col0: int, row0: int) -> List[ogr.Geometry]:
     """4-connected True regions of ``window`` as polygons in full-mask pixel coordinates."""
     h, w = window.shape
-    raster = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte)
-    if raster is None:
-        raise PolygonizeError(f"GDAL could not allocate a {w}x{h} mask in memory: {gdal.GetLastErrorMsg()}")
+    raster, detail = gdal_try(lambda: gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte))
+    if detail:
+        raise PolygonizeError(f"GDAL could not allocate a {w}x{h} mask in memory: {detail}")
     # Integer origin and unit pixels: vertices are exact pixel corners.
     raster.SetGeoTransform((float(col0), 1.0, 0.0, float(row0), 0.0, 1.0))
     band = raster.GetRasterBand(1)
     band.WriteArray(window.view(np.uint8))
-    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
-    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
+    store = memory_vectors()
     layer = store.CreateLayer("mask", geom_type=ogr.wkbPolygon)
     # The band is its own mask: only the True regions are traced; -1: no value field.
-    if gdal.Polygonize(band, band, layer, -1, []) != 0:
-        raise PolygonizeError(f"GDAL Polygonize failed: {gdal.GetLastErrorMsg()}")
+    _, detail = gdal_try(lambda: gdal.Polygonize(band, band, layer, -1, []), returned_error_code)
+    if detail:
+        raise PolygonizeError(f"GDAL Polygonize failed: {detail}")
     return [f.GetGeometryRef().Clone() for f in layer]
 
 

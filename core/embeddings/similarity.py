@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
-from osgeo import gdal, ogr
+from osgeo import ogr
 
 from ..errors import SegmentationError
+from ..gdal_calls import burn
 from ..polygon_exporter import mask_to_polygons
 from ..raster.crops import CropGrid, CropSpec, mask_bounds
 from ..raster.geo import Extent, GeoTransform, check_geotransform, extent_to_pixel_bounds, pixel_to_map
@@ -142,21 +143,7 @@ def coverage(geoms: Sequence[ogr.Geometry], gt: GeoTransform, rows: int, cols: i
     """``[rows, cols]`` fraction (0..1) of each cell of the grid ``gt`` inside any of ``geoms``."""
     s = SUBSAMPLE
     fine = (gt[0], gt[1] / s, gt[2] / s, gt[3], gt[4] / s, gt[5] / s)
-    ds = gdal.GetDriverByName("MEM").Create("", cols * s, rows * s, 1, gdal.GDT_Byte)
-    ds.SetGeoTransform(fine)
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
-    layer = store.CreateLayer("examples", geom_type=ogr.wkbMultiPolygon)
-    for geom in geoms:
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetGeometry(geom)
-        layer.CreateFeature(feature)
-    gdal.PushErrorHandler("CPLQuietErrorHandler")  # "no spatial reference": both are in the raster CRS
-    try:
-        gdal.RasterizeLayer(ds, [1], layer, burn_values=[1])
-    finally:
-        gdal.PopErrorHandler()
-    burnt = ds.GetRasterBand(1).ReadAsArray().astype(np.float32)
-    del ds, layer, store
+    burnt = burn(geoms, cols * s, rows * s, fine).astype(np.float32)
     return burnt.reshape(rows, s, cols, s).mean(axis=(1, 3))
 
 

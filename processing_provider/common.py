@@ -27,7 +27,7 @@ from qgis.PyQt.QtCore import QDateTime
 
 from ..core import fs_checks as fs
 from ..core.errors import SegmentationError
-from ..core.output.output_store import SCHEMA, measure, to_qgs_geometry
+from ..core.output.output_store import PIXEL_SCHEMA, SCHEMA, measure, to_qgs_geometry
 from ..core.qgis_compat import WKB_MULTIPOLYGON, make_field
 from ..core.raster.crops import CropSpec
 from ..core.raster.geo import Extent
@@ -41,6 +41,7 @@ from ..toolbelt.settings import Settings
 INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
 CANCELED = "Canceled: no output was written."
 _LOG = logging.getLogger("ai_segmentation")
+_PIXEL_AREA = "area_px"  # the field that marks pixel units (PIXEL_SCHEMA)
 _FIELD_KINDS = {ogr.OFTString: "string", ogr.OFTReal: "double", ogr.OFTInteger: "int", ogr.OFTDateTime: "datetime"}
 
 
@@ -175,10 +176,11 @@ def segment(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
             encode(segmenter, exc.crop, feedback)
 
 
-def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
-    """The output-layer schema of the dock's GeoPackage (core.output.output_store.SCHEMA), then ``extra``."""
+def output_fields(extra: Optional[List[QgsField]] = None, pixel_units: bool = False) -> QgsFields:
+    """The output-layer schema of the dock's GeoPackage (core.output.output_store.SCHEMA), then ``extra``;
+    with ``pixel_units`` (a raster without georeferencing) ``area_px`` / ``perimeter_px`` (PIXEL_SCHEMA)."""
     fields = QgsFields()
-    for name, kind in SCHEMA:
+    for name, kind in PIXEL_SCHEMA if pixel_units else SCHEMA:
         fields.append(make_field(name, _FIELD_KINDS[kind]))
     for f in extra or []:
         fields.append(f)
@@ -187,13 +189,16 @@ def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
 
 def object_feature(fields: QgsFields, wkb: bytes, crs: QgsCoordinateReferenceSystem,
                    values: Dict[str, Any]) -> QgsFeature:
-    """A feature of ``fields`` with the (multi)polygon ``wkb``, measured in ``crs``; ``values``
-    give the other attributes (label, score, source, model, counts, extras)."""
+    """A feature of ``fields`` with the (multi)polygon ``wkb``, measured in ``crs`` (in pixels when
+    ``fields`` are in pixel units, see :func:`output_fields`); ``values`` give the other attributes
+    (label, score, source, model, counts, extras)."""
     geometry = to_qgs_geometry(wkb)
-    area, perimeter = measure(geometry, crs)
+    pixels = fields.indexOf(_PIXEL_AREA) >= 0
+    area, perimeter = measure(geometry, QgsCoordinateReferenceSystem() if pixels else crs)
     feature = QgsFeature(fields)
     feature.setGeometry(geometry)
-    row = {"area_m2": area, "perimeter_m": perimeter, "created": QDateTime.currentDateTimeUtc(), **values}
+    measured = {_PIXEL_AREA: area, "perimeter_px": perimeter} if pixels else {"area_m2": area, "perimeter_m": perimeter}
+    row = {**measured, "created": QDateTime.currentDateTimeUtc(), **values}
     for name, value in row.items():
         feature[name] = value
     return feature

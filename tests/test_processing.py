@@ -425,3 +425,39 @@ def test_models_default_to_the_models_folder(provider, raster, cache_dir, tiny_p
             settings.remove(key)
         else:
             settings.setValue(key, old)
+
+
+def test_raster_without_georeferencing_is_measured_in_pixels(provider, cache_dir, tiny_paths, tmp_path):
+    """A plain PNG is segmented in QGIS's pixel frame (x = column, y = -row): its objects get
+    ``area_px`` / ``perimeter_px``, as the dock writes them, never metres."""
+    from qgis.core import QgsFeature
+
+    from test_segmenter import raster as make_raster
+
+    png = make_raster(tmp_path / "plain.png", 400, 300, gt=None, driver="PNG",
+                      fill=lambda xx, yy: (abs(xx - 200) < 60) & (abs(yy - 150) < 40))
+    prompts = QgsVectorLayer("Point?field=label:integer", "clicks", "memory")  # no CRS, as the raster
+    feature = QgsFeature(prompts.fields())
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(200.5, -150.5)))
+    feature["label"] = 1
+    assert prompts.dataProvider().addFeatures([feature])[0]
+    out = str(tmp_path / "plain_objects.gpkg")
+    result = _run("segment_prompts", {"INPUT": png, "PROMPTS": prompts, "OUTPUT": out, "SIMPLIFY": 0.0,
+                                      "MIN_AREA": 0, **_models(tiny_paths)})
+    rows, _ = _features(result["OUTPUT"])
+    layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    names = layer.fields().names()
+    del layer
+    assert "area_px" in names and "perimeter_px" in names
+    assert "area_m2" not in names and "perimeter_m" not in names
+    ((attrs, geometry),) = rows
+    bbox = geometry.boundingBox()
+    assert 0 <= bbox.xMinimum() and bbox.xMaximum() <= 400 and -300 <= bbox.yMinimum() and bbox.yMaximum() <= 0
+    assert attrs["area_px"] == pytest.approx(geometry.area()) and attrs["area_px"] > 0
+    assert attrs["perimeter_px"] == pytest.approx(geometry.length())
+    everything = _run("segment_everything", {"INPUT": png, "POINTS_PER_SIDE": 4, "PRED_IOU_THRESH": 0.0,
+                                             "STABILITY_SCORE_THRESH": 0.0, "OUTPUT": str(tmp_path / "all.gpkg"),
+                                             **_models(tiny_paths)})
+    found, _ = _features(everything["OUTPUT"])
+    assert found and all("area_px" in a and "area_m2" not in a for a, _ in found)
+    assert all(a["area_px"] == pytest.approx(g.area()) for a, g in found)

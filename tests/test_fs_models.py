@@ -9,7 +9,6 @@ a full disk is a real private tmpfs (see ``fs_cases``).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

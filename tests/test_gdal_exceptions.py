@@ -19,7 +19,7 @@ from osgeo import gdal, ogr, osr
 from core import polygon_exporter as pe
 from core.coco.coco_geometry import rasterize, to_pixel_object
 from core.embeddings.embedding_export import EmbeddingExportError, GeoTiffWriter, write_geotiff
-from core.embeddings.similarity import coverage
+from core.embeddings.signatures import Example, SimilarityError, coverage, example_crops
 from core.raster.geo import PIXEL_GEOTRANSFORM
 from core.raster.raster_source import RasterSource
 from core.segment.mask_ops import NO_REFINE, RefineParams
@@ -70,7 +70,7 @@ def test_polygons_are_the_same_both_ways(mode, params):
 
 def test_polygonize_failure_is_the_plugins_error(mode):
     """GDAL refuses an empty window (its only failure a caller can cause): returned None, or raised."""
-    with pytest.raises(pe.PolygonizeError, match="GDAL could not allocate a 0x5 mask in memory: .*larger than zero"):
+    with pytest.raises(pe.PolygonizeError, match=r"GDAL could not allocate a 0x5 mask in memory: .*larger than zero"):
         pe._polygonize(np.zeros((5, 0), bool), 0, 0)
 
 
@@ -173,3 +173,10 @@ def test_geotiff_round_trip_both_ways(mode, tmp_path):
     assert ds.GetGeoTransform() == UTM_GT and ds.GetRasterBand(2).GetDescription() == "b"
     del ds
     assert os.listdir(tmp_path) == ["v.tif"]
+
+
+def test_unreadable_example_is_the_plugins_error(mode):
+    from core.raster.crops import CropGrid
+
+    with pytest.raises(SimilarityError, match="example 7 is not a polygon"):
+        example_crops(CropGrid(500, 400), UTM_GT, Example(7, b"\x01\x03\x00\x00\x00\xff"))

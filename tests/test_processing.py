@@ -431,7 +431,6 @@ def test_raster_without_georeferencing_is_measured_in_pixels(provider, cache_dir
     """A plain PNG is segmented in QGIS's pixel frame (x = column, y = -row): its objects get
     ``area_px`` / ``perimeter_px``, as the dock writes them, never metres."""
     from qgis.core import QgsFeature
-
     from test_segmenter import raster as make_raster
 
     png = make_raster(tmp_path / "plain.png", 400, 300, gt=None, driver="PNG",
@@ -452,7 +451,7 @@ def test_raster_without_georeferencing_is_measured_in_pixels(provider, cache_dir
     assert "area_m2" not in names and "perimeter_m" not in names
     ((attrs, geometry),) = rows
     bbox = geometry.boundingBox()
-    assert 0 <= bbox.xMinimum() and bbox.xMaximum() <= 400 and -300 <= bbox.yMinimum() and bbox.yMaximum() <= 0
+    assert bbox.xMinimum() >= 0 and bbox.xMaximum() <= 400 and bbox.yMinimum() >= -300 and bbox.yMaximum() <= 0
     assert attrs["area_px"] == pytest.approx(geometry.area()) and attrs["area_px"] > 0
     assert attrs["perimeter_px"] == pytest.approx(geometry.length())
     everything = _run("segment_everything", {"INPUT": png, "POINTS_PER_SIDE": 4, "PRED_IOU_THRESH": 0.0,

@@ -20,7 +20,8 @@ from qgis.core import QgsTask
 from ..errors import SegmentationError
 from ..families.onnx_session import CancelToken
 from ..raster.crops import CropSpec
-from .segmenter import RasterSegmenter, format_duration
+from .encode_estimate import format_duration
+from .segmenter import RasterSegmenter
 
 _LOG = logging.getLogger("ai_segmentation")
 

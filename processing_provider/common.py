@@ -33,7 +33,7 @@ from ..core.raster.crops import CropSpec
 from ..core.raster.geo import Extent
 from ..core.raster.qgis_raster import source_from_layer
 from ..core.segment.cache_location import open_cache
-from ..core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
+from ..core.segment.segmenter import MapPrompt, RasterSegmenter, Segmentation, segment_encoding
 from ..toolbelt.metadata import PLUGIN_DIR
 from ..toolbelt.models import find_models
 from ..toolbelt.settings import Settings
@@ -162,18 +162,9 @@ def encode(segmenter: RasterSegmenter, crop: CropSpec, feedback: QgsProcessingFe
 
 def segment(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
             feedback: QgsProcessingFeedback) -> Segmentation:
-    """:meth:`RasterSegmenter.segment`, encoding each crop it asks for first (as the map tool does)."""
-    asked: List[CropSpec] = []
-    while True:
-        try:
-            return segmenter.segment(prompt, multimask=multimask)
-        except NotEncodedError as exc:
-            if exc.crop in asked:  # encoded, yet missing: the cache cannot keep it
-                raise QgsProcessingException(
-                    f"The embedding of crop {exc.crop.as_dict()} could not be kept in the cache "
-                    f"'{segmenter.cache.directory}': check that it is writable and not full.") from None
-            asked.append(exc.crop)
-            encode(segmenter, exc.crop, feedback)
+    """:meth:`RasterSegmenter.segment`, encoding each crop it asks for first (as the map tool does);
+    raises :data:`CANCELED` when the user cancels."""
+    return segment_encoding(segmenter, prompt, multimask, lambda crop: encode(segmenter, crop, feedback))
 
 
 def output_fields(extra: Optional[List[QgsField]] = None, pixel_units: bool = False) -> QgsFields:

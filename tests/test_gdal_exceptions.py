@@ -180,3 +180,45 @@ def test_unreadable_example_is_the_plugins_error(mode):
 
     with pytest.raises(SimilarityError, match="example 7 is not a polygon"):
         example_crops(CropGrid(500, 400), UTM_GT, Example(7, b"\x01\x03\x00\x00\x00\xff"))
+
+
+@pytest.mark.parametrize("gdal_mode", MODES)
+def test_coco_export_on_a_full_disk(tmp_path, gdal_mode):
+    """Random-texture chips onto a real 512 KiB disk: the plugin's message naming the folder or the
+    chip, nothing kept, both ways. Before: GDAL's own words ("GDAL could not write ...") or raw OSError text."""
+    raster = tmp_path / "ortho.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(raster), 1024, 1024, 3, gdal.GDT_Byte)
+    ds.SetGeoTransform(UTM_GT)
+    for b in range(3):
+        ds.GetRasterBand(b + 1).WriteArray(np.random.default_rng(b).integers(0, 256, (1024, 1024), dtype=np.uint8))
+    del ds
+    disk = tmp_path / "disque plein"
+    disk.mkdir()
+    result = run_script(f"""
+    from osgeo import ogr
+    from gdal_modes import set_mode
+    set_mode({gdal_mode!r})
+    from core.coco.coco_export import CocoExportParams, SourcePolygon, export_coco
+    from core.coco.coco_writer import CocoExportError
+    from core.raster.raster_source import RasterSource
+    def square(x, y):
+        ring = f"{{x}} {{y}},{{x + 20}} {{y}},{{x + 20}} {{y - 20}},{{x}} {{y - 20}},{{x}} {{y}}"
+        return bytes(ogr.CreateGeometryFromWkt(f"POLYGON(({{ring}}))").ExportToIsoWkb())
+    squares = [SourcePolygon(k, "roof", square(500000 + 60 * k, 5000000 - 60 * k)) for k in range(8)]
+    try:
+        export_coco(RasterSource.open({str(raster)!r}), squares, CocoExportParams(chip_size=256),
+                    os.path.join({str(disk)!r}, "dataset"))
+        got = "ok"
+    except CocoExportError as exc:
+        got = str(exc)
+    except Exception as exc:
+        got = "raw " + type(exc).__name__ + ": " + str(exc)
+    files = sorted(os.path.relpath(os.path.join(d, f), {str(disk)!r}) for d, _, fs in os.walk({str(disk)!r})
+                   for f in fs)
+    print(json.dumps({{"got": got, "files": files}}))
+    """, tmp_path, small_disk(disk))
+    dataset = disk / "dataset"
+    assert result["got"].startswith((f"cannot write the OUTPUT_FOLDER '{dataset}': the disk is full;",
+                                     f"cannot write the chip '{dataset}/")), result["got"]
+    assert "the disk is full; free some space, or choose a folder on another disk" in result["got"]
+    assert result["files"] == []

@@ -21,6 +21,7 @@ import numpy as np
 from osgeo import ogr
 
 from ..gdal_calls import burn, quiet_gdal
+from ..polygon_exporter import multipolygon, polygons_of
 from ..raster.crops import CropSpec
 from ..raster.geo import GeoTransform, invert_geotransform
 from ..segment.mask_ops import georeference_wkb
@@ -68,25 +69,6 @@ class ClippedObject:
         return any(len(rings) > 1 for rings in self.polygons)
 
 
-def _polygons(geom: Optional[ogr.Geometry]) -> List[ogr.Geometry]:
-    """The non-empty polygons of a (Multi)Polygon or GeometryCollection; lines and points dropped."""
-    if geom is None or geom.IsEmpty():
-        return []
-    flat = ogr.GT_Flatten(geom.GetGeometryType())
-    if flat == ogr.wkbPolygon:
-        return [geom.Clone()]
-    if flat in (ogr.wkbMultiPolygon, ogr.wkbGeometryCollection):
-        return [p for i in range(geom.GetGeometryCount()) for p in _polygons(geom.GetGeometryRef(i))]
-    return []
-
-
-def _multi(polys: Sequence[ogr.Geometry]) -> ogr.Geometry:
-    multi = ogr.Geometry(ogr.wkbMultiPolygon)
-    for p in polys:
-        multi.AddGeometry(p)
-    return multi
-
-
 def to_pixel_object(fid: int, category: str, wkb: bytes, gt: GeoTransform) -> Optional[PixelObject]:
     """A polygon's WKB in the raster CRS -> a valid MultiPolygon in raster pixels.
 
@@ -104,10 +86,10 @@ def to_pixel_object(fid: int, category: str, wkb: bytes, gt: GeoTransform) -> Op
         geom.FlattenTo2D()
         if not geom.IsValid():
             geom = geom.MakeValid()
-        polys = _polygons(geom)
+        polys = polygons_of(geom)
         if not polys:
             return None
-        pixel_wkb = georeference_wkb(bytes(_multi(polys).ExportToIsoWkb(ogr.wkbNDR)), invert_geotransform(gt))
+        pixel_wkb = georeference_wkb(bytes(multipolygon(polys).ExportToIsoWkb(ogr.wkbNDR)), invert_geotransform(gt))
         pixel = ogr.CreateGeometryFromWkb(pixel_wkb)
     area = pixel.GetArea()
     if area <= 0:
@@ -134,7 +116,7 @@ def clip_to_chip(obj: PixelObject, chip: CropSpec) -> Optional[ClippedObject]:
     inside = c0 <= oc0 and oc1 <= c1 and r0 <= or0 and or1 <= r1
     with quiet_gdal():
         part = obj.geometry if inside else obj.geometry.Intersection(_box(c0, r0, c1, r1))
-    polys = _polygons(part)
+    polys = polygons_of(part)
     area = float(sum(p.GetArea() for p in polys))
     if area <= 0:
         return None

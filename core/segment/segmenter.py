@@ -361,3 +361,25 @@ class RasterSegmenter:
             seen.add(step.crop)
             seg = self.decode_step(step, prompt, multimask)
         return seg
+
+
+def segment_encoding(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
+                     encode: Callable[[CropSpec], None]) -> Segmentation:
+    """:meth:`RasterSegmenter.segment`, calling ``encode(crop)`` for each crop it asks for first (the
+    map tool's lazy encoding), in a task or Processing; ``encode`` may raise to stop (a cancel).
+
+    Raises:
+        SegmentationError: a crop still missing after its encode (the cache cannot keep it, or
+            the encode was cancelled).
+    """
+    asked: List[CropSpec] = []
+    while True:
+        try:
+            return segmenter.segment(prompt, multimask=multimask)
+        except NotEncodedError as exc:
+            if exc.crop in asked:
+                raise SegmentationError(
+                    f"the embedding of crop {exc.crop.as_dict()} could not be kept in the cache "
+                    f"'{segmenter.cache.directory}': check that it is writable and not full") from None
+            asked.append(exc.crop)
+            encode(exc.crop)

@@ -2,7 +2,8 @@
 
 Goal: median <= 20 ms for ``mask_to_polygons`` with the default refinement.
 Reference, measured in the same run: bare ``gdal.Polygonize`` of the same full
-mask (MEM raster, the band as its own mask, into an OGR Memory layer).
+mask (MEM raster, the band as its own mask, into an in-memory OGR layer: driver MEM, or
+Memory before GDAL 3.11).
 
 Run: flock /tmp/heavy.lock .venv/bin/python bench/bench_polygons.py [--runs 30]
 """
@@ -18,6 +19,7 @@ import _common  # noqa: F401 (puts the repository root on sys.path)
 import numpy as np
 from osgeo import gdal, ogr
 
+from core.gdal_calls import memory_vectors
 from core.polygon_exporter import mask_to_polygons
 from core.segment.mask_ops import NO_REFINE, RefineParams
 
@@ -49,7 +51,7 @@ def bare_polygonize(mask: np.ndarray) -> int:
     raster.SetGeoTransform(GT)
     band = raster.GetRasterBand(1)
     band.WriteArray(mask.view(np.uint8))
-    store = ogr.GetDriverByName("Memory").CreateDataSource("")
+    store = memory_vectors()
     layer = store.CreateLayer("mask", geom_type=ogr.wkbPolygon)
     gdal.Polygonize(band, band, layer, -1, [])
     return layer.GetFeatureCount()

@@ -135,6 +135,15 @@ def os_error(exc: OSError, action: str, what: str, path: str, remedy: str = "",
     return _make(error, f"cannot {action} the {what} '{path}': {words}; {remedy or default}", path, kind)
 
 
+def library_error(detail: str, action: str, what: str, path: str, error: ErrorType = FileAccessError,
+                  library: str = "GDAL") -> SegmentationError:
+    """The plugin's error for a ``library`` that failed to ``action`` the ``what`` at ``path`` saying
+    only ``detail`` (no errno): a full disk when it says "No space left on device" or the disk is
+    (nearly) full, else "<library>: <detail>". Call it before removing what was partly written."""
+    full = os.strerror(errno.ENOSPC).lower() in detail.lower()
+    return os_error(OSError(errno.ENOSPC if full else None, f"{library}: {detail}"), action, what, path, error=error)
+
+
 def check_readable_file(path: str, what: str, error: ErrorType = FileAccessError, remedy: str = "") -> str:
     """``path`` made absolute, after checking that it is a file this user can read.
 

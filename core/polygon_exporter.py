@@ -13,12 +13,13 @@ Example::
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal, ogr
 
 from .errors import SegmentationError
+from .gdal_calls import gdal_try, memory_vectors, returned_error_code
 from .raster.geo import check_geotransform
 from .segment.mask_ops import RefineParams, as_mask, content_window, georeference_wkb, multipolygon_rings
 
@@ -80,35 +81,37 @@ def mask_to_polygons(
 def _polygonize(window: np.ndarray, col0: int, row0: int) -> List[ogr.Geometry]:
     """4-connected True regions of ``window`` as polygons in full-mask pixel coordinates."""
     h, w = window.shape
-    raster = gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte)
-    if raster is None:
-        raise PolygonizeError(f"GDAL could not allocate a {w}x{h} mask in memory: {gdal.GetLastErrorMsg()}")
+    raster, detail = gdal_try(lambda: gdal.GetDriverByName("MEM").Create("", w, h, 1, gdal.GDT_Byte))
+    if detail:
+        raise PolygonizeError(f"GDAL could not allocate a {w}x{h} mask in memory: {detail}")
     # Integer origin and unit pixels: vertices are exact pixel corners.
     raster.SetGeoTransform((float(col0), 1.0, 0.0, float(row0), 0.0, 1.0))
     band = raster.GetRasterBand(1)
     band.WriteArray(window.view(np.uint8))
-    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
-    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
+    store = memory_vectors()
     layer = store.CreateLayer("mask", geom_type=ogr.wkbPolygon)
     # The band is its own mask: only the True regions are traced; -1: no value field.
-    if gdal.Polygonize(band, band, layer, -1, []) != 0:
-        raise PolygonizeError(f"GDAL Polygonize failed: {gdal.GetLastErrorMsg()}")
+    _, detail = gdal_try(lambda: gdal.Polygonize(band, band, layer, -1, []), returned_error_code)
+    if detail:
+        raise PolygonizeError(f"GDAL Polygonize failed: {detail}")
     return [f.GetGeometryRef().Clone() for f in layer]
 
 
-def _polygons_of(geom: ogr.Geometry) -> List[ogr.Geometry]:
-    """The polygons of a (Multi)Polygon or GeometryCollection; other members are dropped."""
+def polygons_of(geom: Optional[ogr.Geometry]) -> List[ogr.Geometry]:
+    """The non-empty polygons (copies) of a (Multi)Polygon or GeometryCollection; other members,
+    and an empty geometry or None, give none."""
+    if geom is None or geom.IsEmpty():
+        return []
     flat = ogr.GT_Flatten(geom.GetGeometryType())
     if flat == ogr.wkbPolygon:
-        return [geom] if not geom.IsEmpty() else []
+        return [geom.Clone()]
     if flat in (ogr.wkbMultiPolygon, ogr.wkbGeometryCollection):
-        members = [geom.GetGeometryRef(i).Clone() for i in range(geom.GetGeometryCount())]
-        return [p for m in members for p in _polygons_of(m)]
+        return [p for i in range(geom.GetGeometryCount()) for p in polygons_of(geom.GetGeometryRef(i))]
     return []
 
 
 def _valid_polygons(geom: ogr.Geometry) -> List[ogr.Geometry]:
-    return _polygons_of(geom if geom.IsValid() else geom.MakeValid())
+    return polygons_of(geom if geom.IsValid() else geom.MakeValid())
 
 
 def _polygon(rings: Sequence[ogr.Geometry]) -> ogr.Geometry:
@@ -145,7 +148,8 @@ def _fill_small_holes(polys: Sequence[ogr.Geometry], min_px: float) -> List[ogr.
     return kept
 
 
-def _multi(polys: Sequence[ogr.Geometry]) -> ogr.Geometry:
+def multipolygon(polys: Sequence[ogr.Geometry]) -> ogr.Geometry:
+    """A MultiPolygon of ``polys`` (copied in)."""
     multi = ogr.Geometry(ogr.wkbMultiPolygon)
     for poly in polys:
         multi.AddGeometry(poly)
@@ -166,7 +170,7 @@ def refine(parts: Sequence[ogr.Geometry], params: RefineParams) -> ogr.Geometry:
         largest = int(np.argmax(areas))
         polys = [p for i, (p, a) in enumerate(zip(polys, areas))
                  if i == largest or (not params.largest_only and a >= params.min_area_px)]
-    multi = _multi(polys)
+    multi = multipolygon(polys)
     return _simplified(multi, params.simplify_px) if params.simplify_px > 0 else multi
 
 
@@ -183,9 +187,9 @@ def _simplified(multi: ogr.Geometry, tolerance: float) -> ogr.Geometry:
     GEOS repairs its output (buffer(0)), so any change of topology shows as a lost or
     split ring or as a repair vertex off the pixel grid: then the slow one is used.
     """
-    fast = _multi(_valid_polygons(multi.Simplify(tolerance)))  # GEOS may return a lone Polygon
+    fast = multipolygon(_valid_polygons(multi.Simplify(tolerance)))  # GEOS may return a lone Polygon
     rings, _ = _structure(multi)
     fast_rings, on_grid = _structure(fast)
     if fast_rings == rings and on_grid:
         return fast
-    return _multi(_valid_polygons(multi.SimplifyPreserveTopology(tolerance)))
+    return multipolygon(_valid_polygons(multi.SimplifyPreserveTopology(tolerance)))

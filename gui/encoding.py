@@ -10,8 +10,9 @@ from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from ..core.raster.crops import CropSpec
+from ..core.segment.encode_estimate import format_duration
 from ..core.segment.encode_task import EncodeCropTask, EncodeExtentTask
-from ..core.segment.segmenter import RasterSegmenter, format_duration
+from ..core.segment.segmenter import RasterSegmenter
 from .text import plural
 
 

@@ -31,7 +31,6 @@ from qgis.core import (
     QgsSettings,
     QgsSingleBandPseudoColorRenderer,
     QgsStyle,
-    QgsTask,
     QgsVectorLayer,
 )
 from qgis.gui import QgsMapLayerComboBox
@@ -51,12 +50,12 @@ from qgis.PyQt.QtWidgets import (
 from ..core.embeddings.embedding_export import write_geotiff
 from ..core.embeddings.similarity import Peak, SimilarObject, SimilarParams, SimilarSearch
 from ..core.errors import ModelError, SegmentationError
-from ..core.families.onnx_session import CancelToken
 from ..core.output.output_store import SCHEMA, OutputStore, to_qgs_geometry
 from ..core.qgis_compat import LAYER_FILTER_POLYGON, LAYER_FILTER_RASTER
 from ..core.raster.qgis_raster import extent_to_raster_crs, source_from_layer
 from ..core.segment.embedding_cache import EmbeddingCache
-from ..core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
+from ..core.segment.encode_task import ModelTask
+from ..core.segment.segmenter import MapPrompt, RasterSegmenter, Segmentation, segment_encoding
 from ..processing_provider.common import object_feature
 from ..processing_provider.find_similar_algorithm import read_examples, similar_fields, similar_values
 from ..toolbelt import log
@@ -146,39 +145,22 @@ class FindSimilarDialog(QDialog):
                              self.threshold_spin.value(), self.max_spin.value(), self.heatmap_check.isChecked())
 
 
-class FindSimilarTask(QgsTask):
+class FindSimilarTask(ModelTask):
     """Encode what the search needs, score, find the peaks, segment them; touches no layer.
 
     After it ends: ``peaks``, ``objects`` (see :mod:`core.embeddings.similarity`), ``error`` (a message
     for the user, None when it worked or was cancelled), and the heat map at ``heatmap_path``.
     """
 
+    failure = "finding similar objects"
+
     def __init__(self, search: SimilarSearch, heatmap_path: str = "") -> None:
-        super().__init__("AI Segmentation: finding similar objects", QgsTask.Flag.CanCancel)
+        super().__init__("AI Segmentation: finding similar objects")
         self.search, self.heatmap_path = search, heatmap_path
         self.peaks: List[Peak] = []
         self.objects: List[SimilarObject] = []
-        self.error: Optional[str] = None
-        self.token = CancelToken(self.isCanceled)
 
-    def cancel(self) -> None:
-        """Cancel, stopping an encoder run in progress too (from any thread)."""
-        self.token.cancel()
-        super().cancel()
-
-    def run(self) -> bool:
-        try:
-            self._run()
-        except SegmentationError as exc:
-            self.error = None if self.isCanceled() else str(exc)
-            return False
-        except Exception as exc:  # a task must never take QGIS down; the message goes to the user
-            _LOG.exception("Find similar failed")
-            self.error = f"finding similar objects failed: {type(exc).__name__}: {exc}"
-            return False
-        return not self.isCanceled()
-
-    def _run(self) -> None:
+    def work(self) -> None:
         seg = self.search.segmenter
         todo = [c for c in self.search.crops if not seg.is_encoded(c)]
         for n, crop in enumerate(todo, 1):
@@ -201,17 +183,9 @@ class FindSimilarTask(QgsTask):
 
     def _segment(self, xy) -> Segmentation:
         """The map tool's lazy encoding: encode each crop the decoder asks for, then decode again."""
-        seg, asked = self.search.segmenter, []
-        prompt = MapPrompt(points=(xy,), labels=(1,))
-        while True:
-            try:
-                return seg.segment(prompt, multimask=True)
-            except NotEncodedError as exc:
-                if self.isCanceled() or exc.crop in asked:
-                    raise SegmentationError(f"the embedding of crop {exc.crop.as_dict()} could not be kept in "
-                                            f"the cache '{seg.cache.directory}'") from None
-                asked.append(exc.crop)
-                seg.encode(exc.crop, self.token)
+        seg = self.search.segmenter
+        return segment_encoding(seg, MapPrompt(points=(xy,), labels=(1,)), True,
+                                lambda crop: seg.encode(crop, self.token))
 
 
 def is_output_layer(layer: QgsVectorLayer) -> bool:

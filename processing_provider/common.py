@@ -27,13 +27,13 @@ from qgis.PyQt.QtCore import QDateTime
 
 from ..core import fs_checks as fs
 from ..core.errors import SegmentationError
-from ..core.output.output_store import SCHEMA, measure, to_qgs_geometry
+from ..core.output.output_store import PIXEL_SCHEMA, SCHEMA, measure, to_qgs_geometry
 from ..core.qgis_compat import WKB_MULTIPOLYGON, make_field
 from ..core.raster.crops import CropSpec
 from ..core.raster.geo import Extent
 from ..core.raster.qgis_raster import source_from_layer
 from ..core.segment.cache_location import open_cache
-from ..core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter, Segmentation
+from ..core.segment.segmenter import MapPrompt, RasterSegmenter, Segmentation, segment_encoding
 from ..toolbelt.metadata import PLUGIN_DIR
 from ..toolbelt.models import find_models
 from ..toolbelt.settings import Settings
@@ -41,6 +41,7 @@ from ..toolbelt.settings import Settings
 INPUT, BANDS, EXTENT, ENCODER, DECODER, OUTPUT = "INPUT", "BANDS", "EXTENT", "ENCODER", "DECODER", "OUTPUT"
 CANCELED = "Canceled: no output was written."
 _LOG = logging.getLogger("ai_segmentation")
+_PIXEL_AREA = "area_px"  # the field that marks pixel units (PIXEL_SCHEMA)
 _FIELD_KINDS = {ogr.OFTString: "string", ogr.OFTReal: "double", ogr.OFTInteger: "int", ogr.OFTDateTime: "datetime"}
 
 
@@ -161,24 +162,16 @@ def encode(segmenter: RasterSegmenter, crop: CropSpec, feedback: QgsProcessingFe
 
 def segment(segmenter: RasterSegmenter, prompt: MapPrompt, multimask: bool,
             feedback: QgsProcessingFeedback) -> Segmentation:
-    """:meth:`RasterSegmenter.segment`, encoding each crop it asks for first (as the map tool does)."""
-    asked: List[CropSpec] = []
-    while True:
-        try:
-            return segmenter.segment(prompt, multimask=multimask)
-        except NotEncodedError as exc:
-            if exc.crop in asked:  # encoded, yet missing: the cache cannot keep it
-                raise QgsProcessingException(
-                    f"The embedding of crop {exc.crop.as_dict()} could not be kept in the cache "
-                    f"'{segmenter.cache.directory}': check that it is writable and not full.") from None
-            asked.append(exc.crop)
-            encode(segmenter, exc.crop, feedback)
+    """:meth:`RasterSegmenter.segment`, encoding each crop it asks for first (as the map tool does);
+    raises :data:`CANCELED` when the user cancels."""
+    return segment_encoding(segmenter, prompt, multimask, lambda crop: encode(segmenter, crop, feedback))
 
 
-def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
-    """The output-layer schema of the dock's GeoPackage (core.output.output_store.SCHEMA), then ``extra``."""
+def output_fields(extra: Optional[List[QgsField]] = None, pixel_units: bool = False) -> QgsFields:
+    """The output-layer schema of the dock's GeoPackage (core.output.output_store.SCHEMA), then ``extra``;
+    with ``pixel_units`` (a raster without georeferencing) ``area_px`` / ``perimeter_px`` (PIXEL_SCHEMA)."""
     fields = QgsFields()
-    for name, kind in SCHEMA:
+    for name, kind in PIXEL_SCHEMA if pixel_units else SCHEMA:
         fields.append(make_field(name, _FIELD_KINDS[kind]))
     for f in extra or []:
         fields.append(f)
@@ -187,13 +180,16 @@ def output_fields(extra: Optional[List[QgsField]] = None) -> QgsFields:
 
 def object_feature(fields: QgsFields, wkb: bytes, crs: QgsCoordinateReferenceSystem,
                    values: Dict[str, Any]) -> QgsFeature:
-    """A feature of ``fields`` with the (multi)polygon ``wkb``, measured in ``crs``; ``values``
-    give the other attributes (label, score, source, model, counts, extras)."""
+    """A feature of ``fields`` with the (multi)polygon ``wkb``, measured in ``crs`` (in pixels when
+    ``fields`` are in pixel units, see :func:`output_fields`); ``values`` give the other attributes
+    (label, score, source, model, counts, extras)."""
     geometry = to_qgs_geometry(wkb)
-    area, perimeter = measure(geometry, crs)
+    pixels = fields.indexOf(_PIXEL_AREA) >= 0
+    area, perimeter = measure(geometry, QgsCoordinateReferenceSystem() if pixels else crs)
     feature = QgsFeature(fields)
     feature.setGeometry(geometry)
-    row = {"area_m2": area, "perimeter_m": perimeter, "created": QDateTime.currentDateTimeUtc(), **values}
+    measured = {_PIXEL_AREA: area, "perimeter_px": perimeter} if pixels else {"area_m2": area, "perimeter_m": perimeter}
+    row = {**measured, "created": QDateTime.currentDateTimeUtc(), **values}
     for name, value in row.items():
         feature[name] = value
     return feature

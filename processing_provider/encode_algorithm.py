@@ -13,13 +13,15 @@ from qgis.core import (
 )
 
 from ..core.errors import SegmentationError
+from ..gui.text import plural
 from .common import EXTENT, AlgorithmBase, encode
 
-ENCODED, CACHED = "ENCODED", "CACHED"
+ENCODED, CACHED, SUPPORT = "ENCODED", "CACHED", "SUPPORT"
 
 
 class EncodeAlgorithm(AlgorithmBase):
-    """Encode every 1024 px crop of an extent (the dock's "Encode Image")."""
+    """Encode every crop a click in an extent needs (the dock's "Encode Image"): the 1024 px grid
+    and the coarser support crops."""
 
     def name(self) -> str:
         return "encode"
@@ -30,10 +32,13 @@ class EncodeAlgorithm(AlgorithmBase):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         return (
             "Runs the heavy SAM image encoder on every crop (1024 x 1024 pixels, overlapping by 256) "
-            "of the raster or of EXTENT and stores the embeddings in the cache the AI Segmentation "
-            "panel uses, so that later clicks and the segmentation algorithms answer at once. "
-            "Crops already cached are skipped. Canceling keeps the crops finished so far.\n"
-            "Outputs: ENCODED (crops encoded now), CACHED (crops that already were)."
+            "of the raster or of EXTENT, and on the few coarser support crops that clicks on objects "
+            "larger than the overlap need, and stores the embeddings in the cache the AI Segmentation "
+            "panel uses, so that later clicks (refinements included) and the segmentation algorithms "
+            "encode nothing more. Crops already cached are skipped. Canceling keeps the crops finished "
+            "so far.\n"
+            "Outputs: ENCODED (crops encoded now), CACHED (crops that already were), SUPPORT (how many "
+            "of all those crops are support crops)."
         )
 
     def initAlgorithm(self, config: Any = None) -> None:  # noqa: N802 (QGIS API)
@@ -43,17 +48,22 @@ class EncodeAlgorithm(AlgorithmBase):
         self.add_model_parameters(decoder=False)
         self.addOutput(QgsProcessingOutputNumber(ENCODED, "Crops encoded"))
         self.addOutput(QgsProcessingOutputNumber(CACHED, "Crops already cached"))
+        self.addOutput(QgsProcessingOutputNumber(SUPPORT, "Coarser support crops among them"))
 
     def processAlgorithm(self, parameters: Dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> Dict[str, Any]:
         layer = self.raster_layer(parameters, context)
         segmenter = self.segmenter(parameters, context, layer, feedback, decoder=False)
-        crops = segmenter.crops_in_extent(self.extent(parameters, context, layer))
-        if not crops:
+        extent = self.extent(parameters, context, layer)
+        grid = segmenter.crops_in_extent(extent)
+        if not grid:
             raise QgsProcessingException(f"EXTENT does not overlap '{layer.name()}'.")
+        support = segmenter.crops_in_extent(extent, support=True)
+        crops = grid + support
         todo = [c for c in crops if not segmenter.is_encoded(c)]
-        estimate = segmenter.estimate(crops)
-        feedback.pushInfo(f"{layer.name()}: {estimate.text}")
+        counts = f"{plural(len(grid), 'grid crop')} and {plural(len(support), 'coarser support crop')}"
+        feedback.pushInfo(f"{layer.name()}: {counts} (these for objects larger than a crop's overlap); "
+                          f"{segmenter.estimate(crops).text}")
         done = 0
         try:
             for crop in todo:
@@ -66,4 +76,4 @@ class EncodeAlgorithm(AlgorithmBase):
             feedback.pushWarning(f"Canceled after {done} of {len(todo)} crops; they stay cached.")
         except SegmentationError as exc:
             raise QgsProcessingException(str(exc)) from None
-        return {ENCODED: done, CACHED: len(crops) - len(todo)}
+        return {ENCODED: done, CACHED: len(crops) - len(todo), SUPPORT: len(support)}

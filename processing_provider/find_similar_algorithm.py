@@ -10,6 +10,7 @@ from qgis.core import (
     QgsCoordinateTransformContext,
     QgsFeatureRequest,
     QgsFeatureSource,
+    QgsFields,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -33,7 +34,6 @@ EXAMPLES, THRESHOLD, MAX_OBJECTS, HEATMAP = "EXAMPLES", "THRESHOLD", "MAX_OBJECT
 PEAKS, FOUND = "PEAKS", "FOUND"
 SIMILARITY_FIELD, SOURCE_FIELD = "similarity", "source_id"
 _DEFAULTS = SimilarParams()
-_LAYER_SCHEMES = ("memory:", "ogr:", "postgis:", "postgres:", "spatialite:", "TEMPORARY_OUTPUT")
 
 
 def read_examples(source: QgsFeatureSource, raster_crs: QgsCoordinateReferenceSystem,
@@ -56,19 +56,10 @@ def read_examples(source: QgsFeatureSource, raster_crs: QgsCoordinateReferenceSy
     return examples
 
 
-def check_sink(destination: str) -> None:
-    """Raise a clear error now, before any encoding, if OUTPUT is a file in a folder that cannot be written."""
-    path = destination.split("|")[0]
-    if not path or path.startswith(_LAYER_SCHEMES):
-        return  # a database or memory layer: its provider reports problems itself
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise QgsProcessingException(f"OUTPUT: cannot write '{path}': the folder does not exist or is read-only.")
-
-
-def similar_fields():
-    """The output-layer fields plus ``similarity`` (cosine, -1..1) and ``source_id`` (the example's id)."""
-    return output_fields([make_field(SIMILARITY_FIELD, "double"), make_field(SOURCE_FIELD, "int64")])
+def similar_fields(pixel_units: bool = False) -> QgsFields:
+    """The output-layer fields (see :func:`output_fields`) plus ``similarity`` (cosine, -1..1) and
+    ``source_id`` (the example's id)."""
+    return output_fields([make_field(SIMILARITY_FIELD, "double"), make_field(SOURCE_FIELD, "int64")], pixel_units)
 
 
 def similar_values(obj: SimilarObject, source_name: str, model: str) -> Dict[str, Any]:
@@ -130,8 +121,8 @@ class FindSimilarAlgorithm(AlgorithmBase):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, EXAMPLES))
         heatmap = self.parameterAsOutputLayer(parameters, HEATMAP, context)
-        fields, crs = similar_fields(), layer.crs()
-        check_sink(self.parameterAsOutputLayer(parameters, OUTPUT, context))
+        crs = layer.crs()
+        self.check_output(parameters, context)  # before any work
         try:
             if heatmap:
                 heatmap = check_output_path(heatmap)
@@ -141,6 +132,7 @@ class FindSimilarAlgorithm(AlgorithmBase):
             if not examples:
                 raise QgsProcessingException("EXAMPLES holds no polygon: give the objects to find more of.")
             segmenter = self.segmenter(parameters, context, layer)
+            fields = similar_fields(pixel_units=not segmenter.source.georeferenced)
             search = SimilarSearch(segmenter, examples, self.extent(parameters, context, layer), params)
             encode_crops(segmenter, search.crops, feedback, 50.0)
             scores = search.score(feedback.isCanceled, progress_to(feedback, 50.0, 60.0))

@@ -99,12 +99,12 @@ class SegmentEverythingAlgorithm(AlgorithmBase):
         v = {name: (self.parameterAsInt if kind == "int" else self.parameterAsDouble)(parameters, name, context)
              for name, _, kind, _, _, _ in _NUMBERS}
         simplify = RefineParams(self.parameterAsDouble(parameters, SIMPLIFY, context), 0, 0)
-        fields = output_fields([make_field("stability", "double")])
         try:
             params = amg.AmgParams(v["POINTS_PER_SIDE"], v["POINTS_PER_BATCH"], v["PRED_IOU_THRESH"],
                                    v["STABILITY_SCORE_THRESH"], box_nms_thresh=v["BOX_NMS_THRESH"],
                                    crop_nms_thresh=v["BOX_NMS_THRESH"], min_mask_region_area=v["MIN_MASK_REGION_AREA"])
             segmenter = self.segmenter(parameters, context, layer, feedback)
+            fields = output_fields([make_field("stability", "double")], not segmenter.source.georeferenced)
             extent = self.extent(parameters, context, layer)
             box = extent_box(segmenter.source, extent)
             planned = [(s, amg.crop_region((s.col0, s.row0), (s.height, s.width), box))

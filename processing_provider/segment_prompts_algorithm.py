@@ -88,7 +88,7 @@ class SegmentPromptsAlgorithm(AlgorithmBase):
             raise QgsProcessingException("The prompt layer holds no point or polygon to segment.")
         group_field = QgsField(source.fields().field(group)) if group else make_field(GROUP_OUT, "int64")
         group_field.setName(GROUP_OUT)
-        fields = output_fields([group_field])
+        fields = output_fields([group_field], pixel_units=not segmenter.source.georeferenced)
         model = os.path.basename(segmenter.encoder_path)
         features: List[QgsFeature] = []
         for i, obj in enumerate(objects):

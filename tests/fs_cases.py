@@ -1,7 +1,7 @@
 """Running a snippet where file permissions and disk space are real, for the file-system tests.
 
 Root ignores permission bits: a child run through ``setpriv`` without CAP_DAC_OVERRIDE and
-CAP_DAC_READ_SEARCH obeys them. A full disk is a 512 KiB tmpfs mounted in a private user and
+CAP_DAC_READ_SEARCH obeys them. A full disk is a small (512 KiB) tmpfs mounted in a private user and
 mount namespace (``unshare -rm``), gone when the child exits. The child prints one JSON line.
 """
 
@@ -64,11 +64,11 @@ def permissions_apply() -> Tuple[str, ...]:
     return _DAC
 
 
-def small_disk(folder: Path) -> Tuple[str, ...]:
-    """Command prefix that mounts a 512 KiB tmpfs on ``folder`` for the child only (or skips)."""
+def small_disk(folder: Path, size: str = "512k") -> Tuple[str, ...]:
+    """Command prefix that mounts a tmpfs of ``size`` (512 KiB) on ``folder`` for the child only (or skips)."""
     if not _works(("unshare", "-rm")):
         pytest.skip("no user namespaces: no private tmpfs")
-    return ("unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=512k tmpfs "$0" && exec "$@"', str(folder))
+    return ("unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"', str(folder))
 
 
 def run_script(body: str, cwd: Path, prefix: Sequence[str] = (), qgis: bool = False, processing: bool = False,

@@ -25,6 +25,7 @@ class HubServer:
         etag: name -> the SHA256 to announce instead of the real one (a mismatching header).
         no_etag: names served without ``X-Linked-Etag`` (a host that gives no checksum).
         size: name -> the size to announce in ``X-Linked-Size`` instead of the real one.
+        no_length: names served without ``Content-Length`` (the body ends when the connection closes).
         cut_after: name -> bytes after which the next CDN answer breaks off (an interrupted download).
         ranges: False to ignore ``Range`` (always 200 from byte 0).
         status: an HTTP error code to answer everything with; 200 for normal service.
@@ -38,6 +39,7 @@ class HubServer:
         self.etag: Dict[str, str] = {}
         self.no_etag: set = set()
         self.size: Dict[str, int] = {}
+        self.no_length: set = set()
         self.cut_after: Dict[str, int] = {}
         self.ranges = True
         self.status = 200
@@ -106,7 +108,8 @@ class HubServer:
         req.send_response(206 if start else 200)
         if start:
             req.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        req.send_header("Content-Length", str(len(data) - start))
+        if name not in self.no_length:
+            req.send_header("Content-Length", str(len(data) - start))
         req.end_headers()
         stop = self.cut_after.pop(name, None)
         end = min(len(data), start + stop) if stop is not None else len(data)

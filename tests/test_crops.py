@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +21,7 @@ from core.raster.crops import (
     touches_interior_edge,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)
 
 
@@ -123,3 +129,45 @@ def test_crop_spec_validation():
         CropSpec(0, 0, 2048, 1024)
     with pytest.raises(ValueError, match="stride"):
         CropGrid(100, 100, stride=0)
+
+
+
+def _best_crop_within(seconds, width, height, pixels):
+    """``CropGrid(width, height).best_crop(pixels)`` in a child Python killed after ``seconds`` (a hang
+    fails the test instead of blocking it): ``("ok", crop as a dict)`` or ``(error type, message)``."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from core.raster.crops import CropGrid
+        try:
+            crop = CropGrid({width}, {height}).best_crop(np.array(json.loads({json.dumps(pixels)!r}), float))
+            print(json.dumps(["ok", crop.as_dict()]))
+        except Exception as exc:
+            print(json.dumps([type(exc).__name__, str(exc)]))
+    """)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"best_crop({pixels}) still ran after {seconds} s (an endless loop)")
+    assert out.returncode == 0, out.stderr
+    return tuple(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("pixels", [
+    [[-0.5, 100.0]],  # left of the raster
+    [[100.0, 100.0], [3000.5, 100.0]],  # one position just past the right edge
+    [[100.0, 100.0], [5000.0, 100.0]],  # and far past it
+    [[100.0, 2000.5]],  # below
+    [[float("nan"), 10.0]],  # not a position
+])
+def test_best_crop_refuses_positions_off_the_raster(pixels):
+    kind, message = _best_crop_within(30, 3000, 2000, pixels)
+    assert kind == "ValueError", message
+    assert "outside the 3000 x 2000 px raster" in message
+
+
+def test_best_crop_takes_the_raster_edges():
+    assert _best_crop_within(30, 3000, 2000, [[0.0, 0.0], [3000.0, 2000.0]]) == (
+        "ok", CropSpec(0, 0, 750, 500, 4).as_dict())
+    assert _best_crop_within(30, 3000, 2000, [[3000.0, 2000.0]]) == ("ok", CropSpec(1976, 976, 1024, 1024).as_dict())

@@ -28,7 +28,7 @@ from core.polygon_exporter import mask_to_polygons
 from core.raster.raster_source import RasterSource
 from core.segment.embedding_cache import EmbeddingCache
 from core.segment.mask_ops import RefineParams
-from core.segment.segmenter import MapPrompt, NotEncodedError, RasterSegmenter
+from core.segment.segmenter import MAX_RECENTRES, MapPrompt, NotEncodedError, RasterSegmenter
 from tools.plugin_package import plugin_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,16 +205,43 @@ def test_encode_fills_the_dock_cache(provider, raster, cache_dir, tiny_paths):
     models = {"ENCODER": str(tiny_paths["encoder_preproc"])}
     x0, y0 = to_map(10, 10)
     x1, y1 = to_map(200, 200)  # inside the first crop only
+    # Counts include the coarser support crop (one at scale 2 for 1300 x 900 px), as the dock's Encode Image.
     first = _run("encode", {"INPUT": raster, "EXTENT": f"{x0},{x1},{y1},{y0} [EPSG:32633]", **models})
-    assert (first["ENCODED"], first["CACHED"]) == (1, 0)
+    assert (first["ENCODED"], first["CACHED"], first["SUPPORT"]) == (2, 0, 1)
     whole = _run("encode", {"INPUT": raster, **models})
-    assert (whole["ENCODED"], whole["CACHED"]) == (1, 1)
+    assert (whole["ENCODED"], whole["CACHED"], whole["SUPPORT"]) == (1, 2, 1)
     again = _run("encode", {"INPUT": raster, **models})
-    assert (again["ENCODED"], again["CACHED"]) == (0, 2)
+    assert (again["ENCODED"], again["CACHED"], again["SUPPORT"]) == (0, 3, 1)
     # The dock's segmenter finds every crop cached.
     seg = RasterSegmenter(RasterSource.open(raster), tiny_paths["encoder_preproc"], tiny_paths["decoder"],
                           EmbeddingCache(str(cache_dir)))
-    assert all(seg.is_encoded(c) for c in seg.crops_in_extent())
+    assert all(seg.is_encoded(c) for c in seg.crops_in_extent() + seg.crops_in_extent(support=True))
+
+
+def test_after_encode_no_click_encodes(provider, raster, cache_dir, tiny_paths):
+    """Each step of a click with refinement (the dock's step API, encodes allowed) finds its crop
+    cached after aisegmentation:encode: refinements onto the support crop included."""
+    feedback = QgsProcessingFeedback()
+    infos = []
+    feedback.pushInfo = infos.append
+    _run("encode", {"INPUT": raster, "ENCODER": str(tiny_paths["encoder_preproc"])}, feedback)
+    assert any("2 grid crops and 1 coarser support crop" in line for line in infos), infos
+    seg = RasterSegmenter(RasterSource.open(raster), tiny_paths["encoder_preproc"], tiny_paths["decoder"],
+                          EmbeddingCache(str(cache_dir)))
+    support = seg.crops_in_extent(support=True)
+    refined_on = []
+    for col, row in itertools.product((40, 300, 650, 1000, 1260), (40, 410, 860)):
+        prompt = MapPrompt(points=(to_map(col + 0.5, row + 0.5),), labels=(1,))
+        step = seg.first_step(prompt)
+        seen = {step.crop}
+        for _ in range(MAX_RECENTRES + 1):
+            assert seg.is_encoded(step.crop), f"a click at ({col}, {row}) would encode {step.crop.as_dict()}"
+            step = seg.refinement(seg.decode_step(step, prompt), prompt, seen=seen, allow_encode=True)
+            if step is None:
+                break
+            seen.add(step.crop)
+            refined_on.append(step.crop)
+    assert set(refined_on) & set(support)  # the tiny model's masks fill their crop: refined onto the support crop
 
 
 @pytest.mark.parametrize("kind", ["points", "boxes"])
@@ -387,7 +414,7 @@ def test_models_default_to_the_models_folder(provider, raster, cache_dir, tiny_p
             _run("encode", {"INPUT": raster})
         for name in ("encoder_preproc", "decoder"):
             (tmp_path / "models" / tiny_paths[name].name).symlink_to(tiny_paths[name])
-        assert _run("encode", {"INPUT": raster})["ENCODED"] == 2
+        assert _run("encode", {"INPUT": raster})["ENCODED"] == 3  # 2 grid crops and 1 support crop
         prompts = _write_prompts(tmp_path / "prompts.gpkg", "points")
         rows, _ = _features(_run("segment_prompts", {"INPUT": raster, "PROMPTS": prompts,
                                                      "OUTPUT": str(tmp_path / "o.gpkg")})["OUTPUT"])
@@ -398,3 +425,38 @@ def test_models_default_to_the_models_folder(provider, raster, cache_dir, tiny_p
             settings.remove(key)
         else:
             settings.setValue(key, old)
+
+
+def test_raster_without_georeferencing_is_measured_in_pixels(provider, cache_dir, tiny_paths, tmp_path):
+    """A plain PNG is segmented in QGIS's pixel frame (x = column, y = -row): its objects get
+    ``area_px`` / ``perimeter_px``, as the dock writes them, never metres."""
+    from qgis.core import QgsFeature
+    from test_segmenter import raster as make_raster
+
+    png = make_raster(tmp_path / "plain.png", 400, 300, gt=None, driver="PNG",
+                      fill=lambda xx, yy: (abs(xx - 200) < 60) & (abs(yy - 150) < 40))
+    prompts = QgsVectorLayer("Point?field=label:integer", "clicks", "memory")  # no CRS, as the raster
+    feature = QgsFeature(prompts.fields())
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(200.5, -150.5)))
+    feature["label"] = 1
+    assert prompts.dataProvider().addFeatures([feature])[0]
+    out = str(tmp_path / "plain_objects.gpkg")
+    result = _run("segment_prompts", {"INPUT": png, "PROMPTS": prompts, "OUTPUT": out, "SIMPLIFY": 0.0,
+                                      "MIN_AREA": 0, **_models(tiny_paths)})
+    rows, _ = _features(result["OUTPUT"])
+    layer = QgsVectorLayer(result["OUTPUT"], "out", "ogr")
+    names = layer.fields().names()
+    del layer
+    assert "area_px" in names and "perimeter_px" in names
+    assert "area_m2" not in names and "perimeter_m" not in names
+    ((attrs, geometry),) = rows
+    bbox = geometry.boundingBox()
+    assert bbox.xMinimum() >= 0 and bbox.xMaximum() <= 400 and bbox.yMinimum() >= -300 and bbox.yMaximum() <= 0
+    assert attrs["area_px"] == pytest.approx(geometry.area()) and attrs["area_px"] > 0
+    assert attrs["perimeter_px"] == pytest.approx(geometry.length())
+    everything = _run("segment_everything", {"INPUT": png, "POINTS_PER_SIDE": 4, "PRED_IOU_THRESH": 0.0,
+                                             "STABILITY_SCORE_THRESH": 0.0, "OUTPUT": str(tmp_path / "all.gpkg"),
+                                             **_models(tiny_paths)})
+    found, _ = _features(everything["OUTPUT"])
+    assert found and all("area_px" in a and "area_m2" not in a for a, _ in found)
+    assert all(a["area_px"] == pytest.approx(g.area()) for a, g in found)

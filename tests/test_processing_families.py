@@ -44,7 +44,7 @@ def test_segment_prompts_equals_clicking(provider, raster, cache_dir, models, tm
 
 def test_encode_then_segment_everything(provider, raster, cache_dir, models, tmp_path):  # noqa: F811
     params, _ = models
-    assert _run("encode", {"INPUT": raster, "ENCODER": params["ENCODER"]})["ENCODED"] == 2
+    assert _run("encode", {"INPUT": raster, "ENCODER": params["ENCODER"]})["ENCODED"] == 3  # 2 grid, 1 support
     box = (300, 100, 1000, 800)
     (x0, y1), (x1, y0) = to_map(box[0], box[1]), to_map(box[2], box[3])
     result = _run("segment_everything", {

@@ -15,13 +15,13 @@ from core.raster.geo import PIXEL_GEOTRANSFORM
 from core.raster.raster_source import RasterSource
 from core.sam_decoder import PromptError, SamDecoder
 from core.segment.embedding_cache import EmbeddingCache, entry_bytes
+from core.segment.encode_estimate import format_duration
 from core.segment.segmenter import (
     MapPrompt,
     NotEncodedError,
     OutsideRasterError,
     RasterSegmenter,
     Segmentation,
-    format_duration,
 )
 
 UTM_GT = (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5)

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .. import fs_checks as fs
 from ..families.transforms import IMG_SIZE
 from ..raster.crops import CropSpec
 from ..raster.geo import Extent, extent_to_pixel_bounds, pixel_to_map
@@ -38,6 +39,7 @@ from .coco_writer import (
     write_png,
 )
 
+OUTPUT_WHAT = "OUTPUT_FOLDER"  # in messages: "cannot write the OUTPUT_FOLDER '<folder>': ..."
 DEFAULT_CATEGORY = "object"  # for polygons whose category value is NULL or empty
 MIN_CHIP = 32
 _GEOMETRY_SHARE = 0.1  # of the progress bar: clipping; the rest is reading and writing chips
@@ -279,13 +281,14 @@ def export_coco(source: RasterSource, polygons: Sequence[SourcePolygon], params:
     try:
         staging = Staging(folder, params.splits)
     except OSError as exc:
-        raise CocoExportError(f"Cannot write into OUTPUT_FOLDER '{summary.folder}': {exc}") from None
+        raise fs.os_error(exc, "write", OUTPUT_WHAT, summary.folder, error=CocoExportError) from None
     try:
         _write(source, params, chips, category_ids, staging, summary, progress, is_canceled)
         staging.commit(replace)
     except OSError as exc:
+        error = fs.os_error(exc, "write", OUTPUT_WHAT, summary.folder, error=CocoExportError)  # before the cleanup
         staging.abort()
-        raise CocoExportError(f"Writing the dataset to '{summary.folder}' failed, nothing was kept: {exc}") from None
+        raise CocoExportError(f"{error} (nothing was kept)") from None
     except BaseException:
         staging.abort()
         raise

@@ -13,14 +13,15 @@ as polygons, one exterior ring per part.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from osgeo import gdal, ogr
+from osgeo import ogr
 
+from ..gdal_calls import burn, quiet_gdal
+from ..polygon_exporter import multipolygon, polygons_of
 from ..raster.crops import CropSpec
 from ..raster.geo import GeoTransform, invert_geotransform
 from ..segment.mask_ops import georeference_wkb
@@ -68,42 +69,13 @@ class ClippedObject:
         return any(len(rings) > 1 for rings in self.polygons)
 
 
-@contextlib.contextmanager
-def _quiet_gdal() -> Iterator[None]:
-    """Keep GDAL's warnings (e.g. "no spatial reference" on in-memory layers) off stderr."""
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        yield
-    finally:
-        gdal.PopErrorHandler()
-
-
-def _polygons(geom: Optional[ogr.Geometry]) -> List[ogr.Geometry]:
-    """The non-empty polygons of a (Multi)Polygon or GeometryCollection; lines and points dropped."""
-    if geom is None or geom.IsEmpty():
-        return []
-    flat = ogr.GT_Flatten(geom.GetGeometryType())
-    if flat == ogr.wkbPolygon:
-        return [geom.Clone()]
-    if flat in (ogr.wkbMultiPolygon, ogr.wkbGeometryCollection):
-        return [p for i in range(geom.GetGeometryCount()) for p in _polygons(geom.GetGeometryRef(i))]
-    return []
-
-
-def _multi(polys: Sequence[ogr.Geometry]) -> ogr.Geometry:
-    multi = ogr.Geometry(ogr.wkbMultiPolygon)
-    for p in polys:
-        multi.AddGeometry(p)
-    return multi
-
-
 def to_pixel_object(fid: int, category: str, wkb: bytes, gt: GeoTransform) -> Optional[PixelObject]:
     """A polygon's WKB in the raster CRS -> a valid MultiPolygon in raster pixels.
 
     Curves are linearised, Z/M dropped, invalid rings repaired (GEOS MakeValid). Returns None for
     a geometry with no polygonal area (empty, a line, unreadable WKB).
     """
-    with _quiet_gdal():
+    with quiet_gdal():
         try:
             geom = ogr.CreateGeometryFromWkb(bytes(wkb))
         except RuntimeError:
@@ -114,10 +86,10 @@ def to_pixel_object(fid: int, category: str, wkb: bytes, gt: GeoTransform) -> Op
         geom.FlattenTo2D()
         if not geom.IsValid():
             geom = geom.MakeValid()
-        polys = _polygons(geom)
+        polys = polygons_of(geom)
         if not polys:
             return None
-        pixel_wkb = georeference_wkb(bytes(_multi(polys).ExportToIsoWkb(ogr.wkbNDR)), invert_geotransform(gt))
+        pixel_wkb = georeference_wkb(bytes(multipolygon(polys).ExportToIsoWkb(ogr.wkbNDR)), invert_geotransform(gt))
         pixel = ogr.CreateGeometryFromWkb(pixel_wkb)
     area = pixel.GetArea()
     if area <= 0:
@@ -142,9 +114,9 @@ def clip_to_chip(obj: PixelObject, chip: CropSpec) -> Optional[ClippedObject]:
     if oc1 <= c0 or oc0 >= c1 or or1 <= r0 or or0 >= r1:
         return None
     inside = c0 <= oc0 and oc1 <= c1 and r0 <= or0 and or1 <= r1
-    with _quiet_gdal():
+    with quiet_gdal():
         part = obj.geometry if inside else obj.geometry.Intersection(_box(c0, r0, c1, r1))
-    polys = _polygons(part)
+    polys = polygons_of(part)
     area = float(sum(p.GetArea() for p in polys))
     if area <= 0:
         return None
@@ -162,11 +134,6 @@ def _flat_ring(ring: np.ndarray) -> List[float]:
 
 def rasterize(polygons: Sequence[Rings], width: int, height: int) -> np.ndarray:
     """``[height, width]`` bool mask of the pixels whose centre lies inside ``polygons`` (chip pixels)."""
-    raster = gdal.GetDriverByName("MEM").Create("", width, height, 1, gdal.GDT_Byte)
-    raster.SetGeoTransform((0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-    # GDAL >= 3.11 names the in-memory vector driver MEM ("Memory" is deprecated); older GDAL: "Memory".
-    store = (ogr.GetDriverByName("MEM") or ogr.GetDriverByName("Memory")).CreateDataSource("")
-    layer = store.CreateLayer("object", geom_type=ogr.wkbMultiPolygon)
     multi = ogr.Geometry(ogr.wkbMultiPolygon)
     for rings in polygons:
         poly = ogr.Geometry(ogr.wkbPolygon)
@@ -176,12 +143,7 @@ def rasterize(polygons: Sequence[Rings], width: int, height: int) -> np.ndarray:
                 ring.AddPoint_2D(float(x), float(y))
             poly.AddGeometry(ring)
         multi.AddGeometry(poly)
-    feature = ogr.Feature(layer.GetLayerDefn())
-    feature.SetGeometry(multi)
-    layer.CreateFeature(feature)
-    with _quiet_gdal():
-        gdal.RasterizeLayer(raster, [1], layer, burn_values=[1])
-    return raster.GetRasterBand(1).ReadAsArray() > 0
+    return burn([multi], width, height, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
 
 
 def rle_encode(mask: np.ndarray) -> Dict[str, list]:

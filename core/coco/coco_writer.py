@@ -18,7 +18,9 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 from osgeo import gdal
 
+from .. import fs_checks as fs
 from ..errors import SegmentationError
+from ..gdal_calls import gdal_try, reported_error
 from ..raster.geo import pixel_to_map
 
 SPLIT_DIRS = ("data", "train", "val")
@@ -106,13 +108,17 @@ def write_png(path: str, rgb: np.ndarray) -> None:
     mem = gdal.GetDriverByName("MEM").Create("", w, h, 3, gdal.GDT_Byte)
     for i in range(3):
         mem.GetRasterBand(i + 1).WriteArray(rgb[:, :, i])
-    try:  # GDAL returns None, or raises when gdal.UseExceptions() is on
+
+    def write() -> bool:
         out = gdal.GetDriverByName("PNG").CreateCopy(path, mem)
-    except RuntimeError as exc:
-        raise CocoExportError(f"GDAL could not write '{path}': {exc}") from None
-    if out is None:
-        raise CocoExportError(f"GDAL could not write '{path}': {gdal.GetLastErrorMsg()}")
-    del out, mem
+        if out is None:
+            return False
+        del out  # closing writes the last bytes: GDAL reports a failure then
+        return True
+
+    _, detail = gdal_try(write, lambda ok: not ok or reported_error(ok))
+    if detail:
+        raise fs.library_error(detail, "write", "chip", path, CocoExportError)
 
 
 class Staging:

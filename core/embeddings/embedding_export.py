@@ -19,12 +19,14 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from osgeo import gdal
 
+from .. import fs_checks as fs
 from ..errors import SegmentationError
+from ..gdal_calls import gdal_try, reported_error, returned_error_code
 from ..raster.crops import CropSpec
 from ..raster.geo import GeoTransform
 from .features import Blender, CellGrid, FeatureFn, Window
@@ -34,6 +36,7 @@ TILE = 256  # GeoTIFF block side, cells; the export is computed one block at a t
 _CREATE = ["TILED=YES", f"BLOCKXSIZE={TILE}", f"BLOCKYSIZE={TILE}", "COMPRESS=DEFLATE", "PREDICTOR=3",
            "ZLEVEL=1", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
 _SUFFIXES = (".tif", ".tiff")
+WHAT = "GeoTIFF"  # in messages: "cannot write the GeoTIFF '<path>': ..."
 
 
 class EmbeddingExportError(SegmentationError):
@@ -45,18 +48,14 @@ class ExportCancelledError(EmbeddingExportError):
 
 
 def check_output_path(path: str) -> str:
-    """The absolute destination if a GeoTIFF can be written there, else a clear error."""
+    """The absolute destination if a GeoTIFF can be written there (see
+    :func:`core.fs_checks.check_output_file`), else a clear error."""
     if not path:
         raise EmbeddingExportError("no output file given: choose where to save the GeoTIFF")
     full = os.path.abspath(path)
     if not full.lower().endswith(_SUFFIXES):
         raise EmbeddingExportError(f"'{os.path.basename(full)}' is not a GeoTIFF name: end it with .tif")
-    folder = os.path.dirname(full)
-    if not os.path.isdir(folder):
-        raise EmbeddingExportError(f"the folder '{folder}' does not exist: create it or choose another")
-    if not os.access(folder, os.W_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
-        raise EmbeddingExportError(f"cannot write '{full}': the folder or file is read-only")
-    return full
+    return fs.check_output_file(full, WHAT, error=EmbeddingExportError)
 
 
 @dataclass(frozen=True)
@@ -108,29 +107,42 @@ class ExportResult(NamedTuple):
 
 class GeoTiffWriter:
     """A float GeoTIFF written block by block under a temporary name, renamed into place by
-    :meth:`commit`; :meth:`abort` (or leaving the ``with`` block on an error) removes it."""
+    :meth:`commit`; :meth:`abort` (or leaving the ``with`` block on an error) removes it.
+
+    Any failure (GDAL's, with its exceptions on or off, or the disk's) raises
+    :class:`EmbeddingExportError` naming the destination, and leaves nothing behind.
+    """
 
     def __init__(self, path: str, cols: int, rows: int, bands: int, gt: GeoTransform, crs_wkt: str,
                  float16: bool = False, descriptions: Sequence[str] = (),
                  metadata: Optional[Dict[str, str]] = None) -> None:
         self.path, self.float16 = path, float16
-        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tif", dir=os.path.dirname(path))
+        self._ds = None
+        try:
+            fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tif", dir=os.path.dirname(path))
+        except OSError as exc:
+            raise fs.os_error(exc, "write", WHAT, path, error=EmbeddingExportError) from None
         os.close(fd)
         options = _CREATE + (["NBITS=16"] if float16 else [])
-        self._ds = gdal.GetDriverByName("GTiff").Create(self._tmp, cols, rows, bands, gdal.GDT_Float32, options)
-        if self._ds is None:
-            self.abort()
-            raise EmbeddingExportError(f"GDAL cannot create '{path}': {gdal.GetLastErrorMsg()}")
-        self._ds.SetGeoTransform(tuple(gt))
-        if crs_wkt:
-            self._ds.SetProjection(crs_wkt)
-        if metadata:
-            self._ds.SetMetadata(dict(metadata))
-        for b in range(bands):
-            band = self._ds.GetRasterBand(b + 1)
-            band.SetNoDataValue(float("nan"))
-            if b < len(descriptions):
-                band.SetDescription(descriptions[b])
+
+        def create() -> Any:
+            ds = gdal.GetDriverByName("GTiff").Create(self._tmp, cols, rows, bands, gdal.GDT_Float32, options)
+            if ds is not None:
+                ds.SetGeoTransform(tuple(gt))
+                if crs_wkt:
+                    ds.SetProjection(crs_wkt)
+                if metadata:
+                    ds.SetMetadata(dict(metadata))
+                for b in range(bands):
+                    band = ds.GetRasterBand(b + 1)
+                    band.SetNoDataValue(float("nan"))
+                    if b < len(descriptions):
+                        band.SetDescription(descriptions[b])
+            return ds
+
+        self._ds, detail = gdal_try(create)
+        if detail:
+            raise self._failed(detail)
 
     def __enter__(self) -> GeoTiffWriter:
         return self
@@ -139,33 +151,56 @@ class GeoTiffWriter:
         if kind is not None:
             self.abort()
 
+    def _failed(self, detail: str) -> EmbeddingExportError:
+        """The error for GDAL's ``detail`` (judged before the partial file goes), after :meth:`abort`."""
+        exc = fs.library_error(detail, "write", WHAT, self.path, EmbeddingExportError)
+        self.abort()
+        return exc  # type: ignore[return-value]
+
     def write(self, col0: int, row0: int, values: np.ndarray) -> None:
         """Write ``[bands, h, w]`` at cell ``(col0, row0)``."""
         data = values.astype(np.float16).astype(np.float32) if self.float16 else values.astype(np.float32)
-        for b in range(data.shape[0]):
-            if self._ds.GetRasterBand(b + 1).WriteArray(data[b], col0, row0) != 0:
-                raise EmbeddingExportError(f"GDAL could not write '{self.path}': {gdal.GetLastErrorMsg()}")
+        ds = self._ds
+
+        def write_bands() -> int:
+            for b in range(data.shape[0]):
+                code = ds.GetRasterBand(b + 1).WriteArray(data[b], col0, row0)
+                if code != 0:
+                    return code
+            return 0
+
+        _, detail = gdal_try(write_bands, returned_error_code)
+        if detail:
+            raise self._failed(detail)
 
     def commit(self) -> None:
         """Flush, close and rename over the destination."""
-        ds, self._ds = self._ds, None
-        ds.FlushCache()
-        failed = gdal.GetLastErrorType() >= gdal.CE_Failure
-        del ds
-        if failed:
-            self.abort()
-            raise EmbeddingExportError(f"GDAL could not write '{self.path}' (disk full?): {gdal.GetLastErrorMsg()}")
+        held, self._ds = [self._ds], None
+        _, detail = gdal_try(lambda: _close(held), reported_error)
+        if detail:
+            raise self._failed(detail)
         try:
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()
-            raise EmbeddingExportError(f"cannot replace '{self.path}' (is it open in another program?): "
-                                       f"{exc.strerror}") from None
+            raise fs.os_error(exc, "write", WHAT, self.path, "close it in other programs (or choose another name), "
+                              "then export again", EmbeddingExportError) from None
 
     def abort(self) -> None:
         self._ds = None
         with contextlib.suppress(OSError):
             os.remove(self._tmp)
+
+
+def _close(held: List[Any]) -> None:
+    """Flush and close the dataset ``held`` (its only reference), so that GDAL reports what failed."""
+    ds = held.pop()
+    try:
+        ds.FlushCache()
+        if hasattr(ds, "Close"):  # GDAL >= 3.8: the errors of the last writes
+            ds.Close()
+    finally:
+        del ds
 
 
 def write_geotiff(path: str, values: np.ndarray, gt: GeoTransform, crs_wkt: str,

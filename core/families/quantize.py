@@ -21,6 +21,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from .. import fs_checks as fs
 from ..errors import MissingDependencyError, ModelError
 from ..sam_encoder import ImageEmbedding, SamEncoder
 from . import detect
@@ -28,6 +29,7 @@ from . import detect
 log = logging.getLogger("ai_segmentation")
 
 INT8_SUFFIX = ".int8.onnx"
+WHAT = "int8 encoder file"  # in messages
 
 
 def _present(module: str) -> bool:
@@ -107,7 +109,8 @@ def build_int8_encoder(encoder: os.PathLike, output: Optional[os.PathLike] = Non
 
     Raises:
         MissingDependencyError: ``onnx`` or ``onnxruntime`` is missing.
-        ModelError: ``encoder`` is not a SAM encoder, or quantisation failed.
+        ModelError: ``encoder`` is not a SAM encoder, the int8 file cannot be written (read-only
+            folder, full disk: checked before the work), or quantisation failed.
     """
     reason = unavailable_reason()
     if reason:
@@ -117,6 +120,12 @@ def build_int8_encoder(encoder: os.PathLike, output: Optional[os.PathLike] = Non
     dst = Path(output) if output else int8_path(src)
     if dst.resolve() == src.resolve():
         raise ModelError(f"the int8 encoder would overwrite its source '{src}'; choose another name")
+    # Before the work: the int8 weights alone take a quarter of the fp32 ones.
+    fs.check_output_file(str(dst), WHAT, error=ModelError, min_free=max(fs.MIN_FREE_BYTES, src.stat().st_size // 4))
+    if src.parent.resolve() != dst.parent.resolve():  # onnxruntime writes a shape-inferred copy beside the source
+        fs.check_folder(str(src.parent), "folder of the fp32 encoder", error=ModelError,
+                        remedy="onnxruntime's quantisation writes a temporary copy beside the encoder: copy the "
+                               "encoder to a folder you can write to")
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp.onnx")
     try:
         try:
@@ -137,6 +146,8 @@ def build_int8_encoder(encoder: os.PathLike, output: Optional[os.PathLike] = Non
         os.replace(tmp, dst)
     except (MissingDependencyError, ModelError):
         raise
+    except OSError as exc:  # full disk, folder made read-only meanwhile
+        raise fs.os_error(exc, "write", WHAT, str(dst), error=ModelError) from None
     except Exception as exc:  # quantize_dynamic raises many types (onnx, protobuf, numpy)
         raise ModelError(
             f"building the int8 encoder from '{src}' failed: {type(exc).__name__}: {exc}"

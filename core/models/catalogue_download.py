@@ -15,10 +15,11 @@ from typing import Any, Optional
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
-from ..errors import SegmentationError
+from .. import fs_checks as fs
+from ..errors import ModelError, SegmentationError
 from . import model_install as mi
 from .catalogue import CatalogueModel, family_title
-from .model_download import ModelDownload
+from .model_download import MODELS_FOLDER, ModelDownload
 from .model_manager import runs
 from .model_pairs import ModelPair
 from .model_record import UserRecord
@@ -62,9 +63,14 @@ class CatalogueDownload(QObject):
                                "this version of the plugin cannot run: nothing was downloaded.")
             return
         try:
-            self.staging.mkdir(parents=True, exist_ok=True)
+            fs.check_folder(os.fspath(self.models_dir), MODELS_FOLDER, create=True, error=ModelError)
+            self.staging.mkdir(exist_ok=True)
+        except ModelError as exc:
+            self.finished.emit(False, str(exc))
+            return
         except OSError as exc:
-            self.finished.emit(False, f"cannot write into the models folder {self.models_dir}: {exc}")
+            self.finished.emit(False, str(fs.os_error(exc, "create", "download folder", str(self.staging),
+                                                      error=ModelError)))
             return
         self._next(0)
 

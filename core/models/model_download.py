@@ -13,6 +13,8 @@ resumed with an HTTP ``Range`` request where the server answers 206.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -24,12 +26,14 @@ from qgis.core import QgsNetworkAccessManager
 from qgis.PyQt.QtCore import QObject, QUrl, pyqtSignal
 from qgis.PyQt.QtNetwork import QNetworkReply, QNetworkRequest
 
+from .. import fs_checks as fs
 from ..errors import ModelError
 
 log = logging.getLogger("ai_segmentation")
 _CHUNK = 1 << 20
 MAX_REDIRECTS = 10
 _SHA256 = re.compile(r'^\s*(?:W/)?"?([0-9a-fA-F]{64})"?\s*$')
+MODELS_FOLDER, MODEL_FILE = "models folder", "model file"  # in messages
 
 
 class ChecksumError(ModelError):
@@ -99,7 +103,9 @@ class ModelDownload(QObject):
     Signals:
         progress(received, total): bytes so far and in all (-1 when the server does not say).
         finished(ok, message): ``message`` is the destination path on success, else
-            the reason (cancelled, HTTP error, checksum mismatch).
+            the reason (cancelled, HTTP error, checksum mismatch, a models folder that cannot
+            be written, a full disk); a failure leaves no ``.part`` file, except after a
+            network error (to resume).
 
     After success, :attr:`sha256` is the file's checksum and :attr:`checked_by` says
     what it matched (``"pinned"`` or ``"host"``).
@@ -124,20 +130,30 @@ class ModelDownload(QObject):
         self._host_sha: Optional[str] = None
         self._host_size: Optional[int] = None
         self._mismatch: Optional[str] = None  # a host checksum that differs from the published one
+        self._disk_problem: Optional[str] = None  # the .part file cannot be written (or will not fit)
         self._hops = 0
         self._cancelled = False
         self._restarted = False
 
     def start(self) -> None:
-        """Send the request (resuming a leftover ``.part``); returns at once."""
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        """Send the request (resuming a leftover ``.part``); returns at once. A models folder that
+        cannot be created or written ends it at once, before any request (:attr:`finished`)."""
         self._hash = hashlib.sha256()
-        self._offset = self.part.stat().st_size if self.part.is_file() else 0
-        if self._offset:
-            # the digest must cover the bytes already there (a few seconds for GBs; resumes are rare)
-            with open(self.part, "rb") as fh:
-                for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                    self._hash.update(chunk)
+        try:
+            fs.check_folder(str(self.dest.parent), MODELS_FOLDER, create=True, error=ModelError)
+            self._offset = self.part.stat().st_size if self.part.is_file() else 0
+            if self._offset:
+                # the digest must cover the bytes already there (a few seconds for GBs; resumes are rare)
+                with open(self.part, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                        self._hash.update(chunk)
+        except ModelError as exc:
+            self.finished.emit(False, str(exc))
+            return
+        except OSError as exc:
+            self._fail(str(fs.os_error(exc, "read", "partial download", str(self.part),
+                                       "delete it, then press Download again", ModelError)), keep=True)
+            return
         self._hops = 0
         log.info("downloading %s to %s (from byte %d)", self.url, self.part, self._offset)
         self._send(QUrl(self.url))
@@ -176,6 +192,19 @@ class ModelDownload(QObject):
         if sha and self.expected and sha != self.expected:  # no need to fetch what will be refused
             self._mismatch = sha
             reply.abort()
+        elif self._status(reply) in (200, 206):
+            self._check_space(reply)
+
+    def _check_space(self, reply: QNetworkReply) -> None:
+        """Stop before writing when the server's ``Content-Length`` will not fit on the disk."""
+        length = reply.header(QNetworkRequest.KnownHeaders.ContentLengthHeader)
+        free = fs.free_bytes(str(self.dest.parent))
+        if length and free is not None and free < int(length):
+            self._disk_problem = str(fs.os_error(
+                OSError(errno.ENOSPC, "no space"), "write", MODEL_FILE, str(self.dest),
+                f"it needs {fs.format_size(int(length))} and {fs.format_size(free)} are free: free some space, or "
+                "choose a models folder on another disk", ModelError))
+            reply.abort()
 
     def _open(self, reply: QNetworkReply) -> BinaryIO:
         if self._offset:
@@ -194,9 +223,14 @@ class ModelDownload(QObject):
         data = bytes(reply.readAll())
         if self._status(reply) not in (200, 206) or self._cancelled:  # redirects and error pages
             return
-        if self._file is None:
-            self._file = self._open(reply)
-        self._file.write(data)
+        try:
+            if self._file is None:
+                self._file = self._open(reply)
+            self._file.write(data)
+        except OSError as exc:  # read-only folder, full disk
+            self._disk_problem = str(fs.os_error(exc, "write", MODEL_FILE, str(self.dest), error=ModelError))
+            reply.abort()
+            return
         self._hash.update(data)
 
     def _on_progress(self, received: int, total: int) -> None:
@@ -204,13 +238,18 @@ class ModelDownload(QObject):
             self.progress.emit(self._offset + received, self._offset + total if total > 0 else -1)
 
     def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()  # writes what is buffered: a full disk may show only now
+            except OSError as exc:
+                self._disk_problem = self._disk_problem or str(
+                    fs.os_error(exc, "write", MODEL_FILE, str(self.dest), error=ModelError))
 
     def _fail(self, message: str, keep: bool = False) -> None:
         if not keep:
-            self.part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.part.unlink(missing_ok=True)
         self.finished.emit(False, message)
 
     def _on_finished(self) -> None:
@@ -222,7 +261,9 @@ class ModelDownload(QObject):
         target = reply.url().resolved(location) if location is not None else None
         reply.deleteLater()
         self._close()
-        if self._mismatch:
+        if self._disk_problem:
+            self._fail(self._disk_problem)
+        elif self._mismatch:
             self._fail(f"the host now serves a different '{self.dest.name}' (SHA256 {self._mismatch}) than the "
                        f"model catalogue lists ({self.expected}): nothing was downloaded or installed.")
         elif self._cancelled:
@@ -254,10 +295,10 @@ class ModelDownload(QObject):
             self._send(target)
 
     def _finish(self) -> None:
-        if not self.part.is_file():  # an empty body never opened the file
-            self.part.write_bytes(b"")
-        size, actual = self.part.stat().st_size, self._hash.hexdigest()
         try:
+            if not self.part.is_file():  # an empty body never opened the file
+                self.part.write_bytes(b"")
+            size, actual = self.part.stat().st_size, self._hash.hexdigest()
             if self._host_size is not None and size != self._host_size:
                 self.part.unlink()
                 raise ChecksumError(f"the download of '{self.dest.name}' is {size} bytes, but the host says "
@@ -267,7 +308,7 @@ class ModelDownload(QObject):
             self._fail(str(exc))
             return
         except OSError as exc:
-            self._fail(f"could not save '{self.dest}': {exc}")
+            self._fail(str(fs.os_error(exc, "write", MODEL_FILE, str(self.dest), error=ModelError)))
             return
         self.sha256 = actual
         log.info("downloaded %s (SHA256 %s, checked against the %s checksum)", self.dest, actual,

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from .. import fs_checks as fs
 from ..dependency_manager import command_text, run_streaming
 from ..errors import ModelError
 from . import catalogue
@@ -73,10 +74,14 @@ def run_export(
     also write external-data files beside the ``.onnx``).
 
     Raises:
-        ModelError: samexporter failed; ProcessCancelledError: ``cancelled()`` turned True.
+        ModelError: the models folder cannot be written, or samexporter failed;
+        ProcessCancelledError: ``cancelled()`` turned True.
     """
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
+    out_dir = fs.check_folder(os.fspath(out_dir), "models folder", create=True, error=ModelError)
+    try:
+        staging = tempfile.mkdtemp(prefix=".export-", dir=out_dir)
+    except OSError as exc:
+        raise fs.os_error(exc, "write", "models folder", out_dir, error=ModelError) from None
     try:
         for cmd in export_commands(python, checkpoint, model_type, staging):
             if on_line:
@@ -87,8 +92,12 @@ def run_export(
                 raise ModelError(f"samexporter failed (exit code {code}): {last}")
         moved = []
         for name in sorted(os.listdir(staging)):
-            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
-            moved.append(Path(out_dir) / name)
+            dest = os.path.join(out_dir, name)
+            try:
+                os.replace(os.path.join(staging, name), dest)
+            except OSError as exc:
+                raise fs.os_error(exc, "write", "exported model file", dest, error=ModelError) from None
+            moved.append(Path(dest))
         return moved
     finally:
         shutil.rmtree(staging, ignore_errors=True)

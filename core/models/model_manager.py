@@ -8,6 +8,7 @@ and checked once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from .. import fs_checks as fs
 from ..errors import ModelError
 from ..families import detect
 from .catalogue import family_title
@@ -153,12 +155,21 @@ class HashCache:
         self._data[path] = dict(values, size=size, mtime_ns=mtime)
 
     def save(self) -> None:
+        """Write the cache atomically. One that cannot be written (read-only profile, full disk) is
+        only a warning: the results are lost, and the files are checked again next time."""
         if not self.path:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": self._data}, indent=1), "utf-8")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"version": CACHE_VERSION, "files": self._data}, indent=1), "utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("%s", fs.os_error(exc, "write", "model checksum cache", str(self.path),
+                                          "make its folder writable (until then every model file is checked "
+                                          "again each time)"))
 
 
 def check_file(path: str, cache: HashCache, cancelled: Optional[Callable[[], bool]] = None) -> Optional[dict]:
@@ -184,7 +195,12 @@ def model_files(folders: Iterable[os.PathLike]) -> List[str]:
     seen: Dict[str, None] = {}
     for folder in folders:
         if folder and os.path.isdir(folder):
-            for name in sorted(os.listdir(folder)):
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as exc:  # unreadable: its files cannot be listed
+                log.warning("%s", fs.os_error(exc, "read", "models folder", os.fspath(folder)))
+                continue
+            for name in names:
                 path = os.path.abspath(os.path.join(folder, name))
                 # hidden names are downloads, exports and quantisations in progress
                 wanted = name.lower().endswith((".onnx", ".pth", ".pt")) and not name.startswith(".")
@@ -229,9 +245,11 @@ def discover(
             if item is None and check:
                 break  # cancelled while hashing
             size = os.path.getsize(path)
-        except OSError as exc:  # removed or unreadable while we looked
-            log.warning("skipping model file '%s': %s", path, exc)
-            continue
+        except OSError as exc:
+            if not os.path.lexists(path):  # removed while we looked
+                continue
+            size, item = _size(path), {"sha256": None, "role": None, "family": None,
+                                       "error": str(fs.os_error(exc, "read", "model file", path))}
         base = dict(path=path, size=size, precision=precision_of(path), model_type=guess_model_type(path))
         if item is None:
             entries.append(ModelEntry(sha256=None, role=role_from_name(path), checked=False, **base))
@@ -243,6 +261,13 @@ def discover(
     if check:
         cache.save()
     return entries
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def best_pair(entries: Sequence[ModelEntry], prefer_int8: bool = True) -> Optional[Tuple[str, str]]:

@@ -171,16 +171,26 @@ class CropGrid:
         return best
 
     def best_crop(self, pixels: np.ndarray) -> CropSpec:
-        """Finest grid crop holding all ``[N, 2]`` source pixel positions, with the largest margin."""
+        """Finest grid crop holding all ``[N, 2]`` source pixel positions, with the largest margin.
+
+        Raises:
+            ValueError: no position, or one off the raster (``0 <= col <= width``,
+                ``0 <= row <= height``) or not finite: callers clip prompts to the raster first.
+        """
         p = np.asarray(pixels, np.float64).reshape(-1, 2)
+        inside = np.isfinite(p).all(axis=1) & (p >= 0).all(axis=1) & (p <= (self.width, self.height)).all(axis=1)
+        if not p.size or not inside.all():
+            off = p[~inside][0].tolist() if p.size else "none"
+            raise ValueError(f"pixel position {off} is outside the {self.width} x {self.height} px raster")
         lo, hi = p.min(axis=0), p.max(axis=0)
         scale = 1
-        while True:
+        while scale < self.max_scale:
             col = self._best_origin(self.width, scale, lo[0], hi[0])
             row = self._best_origin(self.height, scale, lo[1], hi[1])
             if col is not None and row is not None:
                 return self._crop(col, row, scale)
-            scale *= 2  # ends: at max_scale one crop holds the whole raster
+            scale *= 2
+        return self._crop(0, 0, self.max_scale)  # one crop holds the whole raster
 
     def recentre(self, bounds: Bounds) -> CropSpec:
         """Crop centred on an object's bounding box (source pixels) with context around it.

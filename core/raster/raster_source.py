@@ -8,20 +8,20 @@ nothing GDAL-owned outlives the call (a dataset alive at QGIS exit segfaults).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import fs_checks as fs
 from .. import image_utils as iu
 from ..errors import SegmentationError
+from ..gdal_calls import gdal_try
 from . import band_sample as bs
 from .crops import CropSpec
 from .geo import PIXEL_GEOTRANSFORM, GeoTransform, check_geotransform
@@ -41,39 +41,6 @@ def _gdal() -> Any:
     return gdal
 
 
-@contextlib.contextmanager
-def _quiet_gdal() -> Iterator[Any]:
-    """GDAL with errors kept from stderr (the handler stack is per thread)."""
-    gdal = _gdal()
-    gdal.ErrorReset()
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        yield gdal
-    finally:
-        gdal.PopErrorHandler()
-
-
-def _gdal_try(fn: Callable[[], Any]) -> Tuple[Any, str]:
-    """``(fn(), "")``, or ``(None, GDAL's message)`` whether GDAL raises or returns None."""
-    gdal = _gdal()
-    messages: List[str] = []
-    gdal.ErrorReset()
-    gdal.PushErrorHandler(lambda _cls, _no, msg: messages.append(str(msg)))  # kept from stderr, per thread
-    try:
-        out = fn()
-    except RuntimeError as exc:
-        return None, _detail([*messages, str(exc)])
-    finally:
-        gdal.PopErrorHandler()
-    return out, "" if out is not None else (_detail(messages) or "unknown error")
-
-
-def _detail(messages: List[str]) -> str:
-    """The message that names the failing block, else the last: GDAL 3.7 and later report the
-    codec's own error ("TIFFReadEncodedTile() failed") after the block's."""
-    return next((m for m in messages if "IReadBlock failed" in m), messages[-1] if messages else "")
-
-
 def open_dataset(uri: str) -> Any:
     """Open ``uri`` read-only with GDAL; works whether or not ``gdal.UseExceptions()`` is on.
 
@@ -81,7 +48,7 @@ def open_dataset(uri: str) -> Any:
     format GDAL knows, or damaged.
     """
     gdal = _gdal()
-    ds, detail = _gdal_try(lambda: gdal.Open(uri, gdal.GA_ReadOnly))
+    ds, detail = gdal_try(lambda: gdal.Open(uri, gdal.GA_ReadOnly))
     if ds is not None:
         return ds
     if not fs.is_local_path(uri):
@@ -123,9 +90,9 @@ def _read_error(band: Any, win: Tuple[int, int, int, int], detail: str) -> Raste
 
 
 def _read(band: Any, win: Tuple[int, int, int, int], buf: Tuple[int, int], resample: int) -> np.ndarray:
-    out, detail = _gdal_try(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1],
+    out, detail = gdal_try(lambda: band.ReadAsArray(*win, buf_xsize=buf[0], buf_ysize=buf[1],
                                                      resample_alg=resample))
-    if out is None:
+    if detail:
         raise _read_error(band, win, detail)
     return out
 
@@ -202,9 +169,8 @@ def _gcp_warped_uri(ds: Any) -> Optional[str]:
     """For a raster georeferenced by GCPs only: the XML of the warped VRT that QGIS also shows."""
     if ds.GetGeoTransform(can_return_null=True) is not None or not ds.GetGCPCount():
         return None
-    with _quiet_gdal() as gdal:
-        warped = gdal.AutoCreateWarpedVRT(ds)
-        return warped.GetMetadata("xml:VRT")[0] if warped is not None else None
+    warped, _ = gdal_try(lambda: _gdal().AutoCreateWarpedVRT(ds))  # None: no warp (e.g. collinear GCPs)
+    return warped.GetMetadata("xml:VRT")[0] if warped is not None else None
 
 
 def _fingerprint(ds: Any) -> Tuple[Tuple[str, int, int], ...]:

@@ -20,15 +20,24 @@ from qgis.core import QgsTask
 from ..errors import SegmentationError
 from ..families.onnx_session import CancelToken
 from ..raster.crops import CropSpec
-from .segmenter import RasterSegmenter, format_duration
+from .encode_estimate import format_duration
+from .segmenter import RasterSegmenter
 
 _LOG = logging.getLogger("ai_segmentation")
 
 
-class _EncodeTask(QgsTask):
-    def __init__(self, description: str, segmenter: RasterSegmenter) -> None:
+class ModelTask(QgsTask):
+    """A cancellable QgsTask running model work (:meth:`work`, in the task's thread).
+
+    :meth:`cancel` also stops an encoder run in progress (``token``, which the work passes to
+    :meth:`RasterSegmenter.encode`). After it ends, ``error`` is the message for the user, None
+    when it worked or was cancelled; an unexpected exception never takes QGIS down.
+    """
+
+    failure = "the task"  # what failed, in "<failure> failed: <exception>"
+
+    def __init__(self, description: str) -> None:
         super().__init__(description, QgsTask.Flag.CanCancel)
-        self.segmenter = segmenter
         self.error: Optional[str] = None
         self.token = CancelToken(self.isCanceled)  # what encode() polls, and what cancel() terminates
 
@@ -39,18 +48,26 @@ class _EncodeTask(QgsTask):
 
     def run(self) -> bool:
         try:
-            self.encode_all()
+            self.work()
         except SegmentationError as exc:
-            self.error = str(exc)
+            self.error = None if self.isCanceled() else str(exc)
             return False
         except Exception as exc:  # a task must never take QGIS down; the message goes to the user
-            _LOG.exception("Encoding failed")
-            self.error = f"encoding failed: {type(exc).__name__}: {exc}"
+            _LOG.exception("%s failed", self.failure)
+            self.error = f"{self.failure} failed: {type(exc).__name__}: {exc}"
             return False
         return not self.isCanceled()
 
-    def encode_all(self) -> None:
+    def work(self) -> None:
         raise NotImplementedError
+
+
+class _EncodeTask(ModelTask):
+    failure = "encoding"
+
+    def __init__(self, description: str, segmenter: RasterSegmenter) -> None:
+        super().__init__(description)
+        self.segmenter = segmenter
 
 
 class EncodeCropTask(_EncodeTask):
@@ -61,7 +78,7 @@ class EncodeCropTask(_EncodeTask):
         super().__init__(description, segmenter)
         self.crop = crop
 
-    def encode_all(self) -> None:
+    def work(self) -> None:
         self.setProgress(1.0)
         self.segmenter.encode(self.crop, self.token)
         self.setProgress(100.0)
@@ -84,7 +101,7 @@ class EncodeExtentTask(_EncodeTask):
         self.eta_seconds: Optional[float] = None
         self._seconds: List[float] = []
 
-    def encode_all(self) -> None:
+    def work(self) -> None:
         todo = [c for c in self.crops if not self.segmenter.is_encoded(c)]
         self.skipped, self.remaining = len(self.crops) - len(todo), len(todo)
         per_crop = self.segmenter.seconds_per_crop()

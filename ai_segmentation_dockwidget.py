@@ -18,6 +18,7 @@ from .ui.dock_layout import CANDIDATES, OUTPUT_TIP, DockLayout
 OK_STYLE = "color: #1a7f37;"
 CANCELLING = "Cancelling… (the crop being encoded is stopped first)"
 MISSING_STYLE = "color: #b42318;"
+WARNING_STYLE = "color: #9a6700;"
 
 
 class AISegmentationDock(QgsDockWidget):
@@ -167,6 +168,12 @@ class AISegmentationDock(QgsDockWidget):
         self.ui.model_status.setText(text)
         self.ui.model_status.setStyleSheet(OK_STYLE if found else MISSING_STYLE)
         self.ui.setup_button.setText("Models…" if found else "Set up models…")
+
+    def set_runtime(self, text: str, warning: bool = False) -> None:
+        """Where the models run ("Runs on CPU: encoder and decoder"); a fallback shows as a warning."""
+        self.ui.runtime_status.setText(text)
+        self.ui.runtime_status.setStyleSheet(WARNING_STYLE if warning else "")
+        self.ui.runtime_status.setVisible(bool(text))
 
     def set_estimate(self, text: str) -> None:
         self.ui.estimate_label.setText(text)

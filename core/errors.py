@@ -11,3 +11,9 @@ class ModelError(SegmentationError):
 
 class MissingDependencyError(SegmentationError):
     """A runtime dependency (onnxruntime) is not installed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (onnxruntime's can run to pages), at most 300 chars."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -14,6 +14,7 @@ import numpy as np
 from .families import detect
 from .families import onnx_session as ox
 from .families.base import Family, ImageEmbedding, PointRunner, Prediction, PromptError
+from .families.providers import ProviderChoice
 from .families.sam import build_prompt
 
 __all__ = ["PointRunner", "Prediction", "PromptError", "SamDecoder", "build_prompt"]
@@ -25,16 +26,23 @@ class SamDecoder:
     Args:
         path: the decoder ``.onnx`` file.
         threads: ONNX Runtime intra-op threads; ``None`` lets it choose.
+        provider: the execution provider set in Options (default: the CPU); the CPU is the
+            fallback when it cannot start or run (see :mod:`.families.providers`).
+
+    Attributes:
+        session: its :class:`~.families.providers.ManagedSession`: ``provider`` runs the model,
+            ``note`` says why that is not the provider chosen, ``release()`` frees GPU memory.
 
     Raises:
         ModelError: the file is missing, unreadable, an encoder, or of no known family.
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None) -> None:
+    def __init__(self, path: str, threads: Optional[int] = None,
+                 provider: Optional[ProviderChoice] = None) -> None:
         self.path = os.fspath(path)
         self.family: Family = detect.expect(self.path, "decoder")
-        session = ox.open_session(self.path, "decoder", threads)
-        self._impl = self.family.decoder(self.path, session, threads)
+        self.session = ox.open_session(self.path, "decoder", threads, provider=provider)
+        self._impl = self.family.decoder(self.path, self.session, threads)
 
     def _check_family(self, embedding: ImageEmbedding) -> None:
         if embedding.family != self.family.name:

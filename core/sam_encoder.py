@@ -15,6 +15,7 @@ import numpy as np
 from .families import detect
 from .families import onnx_session as ox
 from .families.base import EMBEDDING_SHAPE, Family, ImageEmbedding, ImageError, check_image
+from .families.providers import ProviderChoice
 
 __all__ = ["EMBEDDING_SHAPE", "ImageEmbedding", "ImageError", "SamEncoder", "check_image"]
 
@@ -25,17 +26,24 @@ class SamEncoder:
     Args:
         path: the encoder ``.onnx`` file.
         threads: ONNX Runtime intra-op threads; ``None`` lets it choose.
+        provider: the execution provider set in Options (default: the CPU); the CPU is the
+            fallback when it cannot start or run (see :mod:`.families.providers`).
+
+    Attributes:
+        session: its :class:`~.families.providers.ManagedSession`: ``provider`` runs the model,
+            ``note`` says why that is not the provider chosen, ``release()`` frees GPU memory.
 
     Raises:
         ModelError: the file is missing, unreadable, a decoder, or of no known family (the
             message names it). Checked from the graph's header before the session opens.
     """
 
-    def __init__(self, path: str, threads: Optional[int] = None) -> None:
+    def __init__(self, path: str, threads: Optional[int] = None,
+                 provider: Optional[ProviderChoice] = None) -> None:
         self.path = os.fspath(path)
         self.family: Family = detect.expect(self.path, "encoder")
-        session = ox.open_session(self.path, "encoder", threads, low_memory=True)
-        self._impl = self.family.encoder(self.path, session)
+        self.session = ox.open_session(self.path, "encoder", threads, low_memory=True, provider=provider)
+        self._impl = self.family.encoder(self.path, self.session)
 
     @property
     def preprocess_in_graph(self) -> bool:

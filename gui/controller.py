@@ -32,6 +32,7 @@ from .encoding import EncodeManager
 from .output import OutputManager
 from .params import SCOPE_VISIBLE, EncodeRequest
 from .prompting.session import PromptSession
+from .runtime_watch import RuntimeWatch
 from .text import plural
 
 MODELS_HELP = "models/README.md"
@@ -63,6 +64,7 @@ class SegmentationController(QObject):
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
         self._estimate_timer.timeout.connect(self._update_estimate)
+        self.runtime = RuntimeWatch(self.dock.set_runtime, self)
         self._closed = False
         self._connect()
         self.apply_settings(settings)
@@ -90,7 +92,8 @@ class SegmentationController(QObject):
         self.encoder.progress.connect(self.on_encode_progress)
         self.encoder.cancelling.connect(self.dock.set_cancelling)
         self.encoder.idle.connect(lambda: self.dock.set_encoding(False))
-        self.encoder.crop_done.connect(lambda *_: self._estimate_soon())
+        self.encoder.crop_done.connect(self._on_models_used)
+        self.session.flow.result.connect(lambda *_: self.runtime.touch(self._segmenter))
         self.encoder.extent_done.connect(self.on_extent_encoded)
         # Processing ("Encode") and other tasks fill the cache too: the estimate follows them.
         QgsApplication.taskManager().statusChanged.connect(self._on_task_status)
@@ -137,16 +140,21 @@ class SegmentationController(QObject):
                              "the AI Segmentation panel to install it")
         choice = self.dock.source_choice()
         key = (layer.id(), layer.source(), layer.crs().toWkt(), choice.bands, self.models,
-               self._cache.directory, self.settings.threads)
+               self._cache.directory, self.settings.threads, self.settings.provider_choice)
         if key != self._segmenter_key or self._segmenter is None:
             source = source_from_layer(layer, choice.bands)
             self._segmenter = RasterSegmenter(source, self.models.encoder, self.models.decoder,
-                                              self._cache, self.settings.encoder_threads)
+                                              self._cache, self.settings.encoder_threads,
+                                              provider=self.settings.provider_choice)
             self._segmenter_key = key
             if source.notice:
                 log.warning(source.notice)
             self._start_prepare(self._segmenter)
         return self._segmenter
+
+    def _on_models_used(self, *_args: object) -> None:
+        self._estimate_soon()
+        self.runtime.touch(self._segmenter)
 
     def _start_prepare(self, segmenter: RasterSegmenter) -> None:
         """Hash the encoder file (cache keys need it; ViT-B takes about a second) and load the
@@ -164,6 +172,7 @@ class SegmentationController(QObject):
                 log.report_exception(exception, "Loading the SAM models")
             elif segmenter is self._segmenter:
                 self._prepared = segmenter
+                self.runtime.touch(segmenter)
                 self._update_estimate()
 
         self._prepare = QgsTask.fromFunction("AI Segmentation: reading the encoder", work, on_finished=done)
@@ -185,6 +194,7 @@ class SegmentationController(QObject):
         """A new raster or band choice: start a new session and read the raster's description."""
         self.session.clear()
         self._segmenter, self._segmenter_key = None, None
+        self.runtime.touch(None)
         if self.dock.raster_layer() is None or not self.models.complete:
             self._update_estimate()
             return
@@ -360,6 +370,7 @@ class SegmentationController(QObject):
         """Cancel tasks and remove everything from the canvas (plugin unload)."""
         self._closed = True
         self._estimate_timer.stop()
+        self.runtime.stop()
         self.encoder.shutdown()
         if self.canvas.mapTool() is self.tool:
             self.canvas.unsetMapTool(self.tool)

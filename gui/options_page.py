@@ -14,6 +14,7 @@ from qgis.gui import (
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -22,6 +23,7 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..core.families import providers as pv
 from ..core.segment.embedding_cache import EmbeddingCache
 from ..toolbelt.log import guarded
 from ..toolbelt.metadata import icon_path, plugin_name, plugin_version
@@ -74,6 +76,7 @@ class OptionsPage(QgsOptionsPageWidget):
         self.threads.setToolTip("CPU threads of the image encoder; automatic uses every core")
         form.addRow("Encoder threads", self.threads)
         col.addWidget(models)
+        col.addWidget(self._runtime_group(s))
 
         refine = QGroupBox("Default refinement of saved masks")
         form = QFormLayout(refine)
@@ -103,6 +106,33 @@ class OptionsPage(QgsOptionsPageWidget):
         col.addStretch(1)
         self._show_cache_size()
 
+    def _runtime_group(self, s: Settings) -> QGroupBox:
+        group = QGroupBox("Execution provider (CPU or GPU)")
+        form = QFormLayout(group)
+        self.provider = QComboBox()
+        for name in pv.CHOICES:
+            self.provider.addItem(pv.title(name), name)
+        self.provider.setCurrentIndex(max(0, self.provider.findData(s.provider)))
+        self.provider.setToolTip("Auto takes the best provider the installed onnxruntime offers; the CPU is "
+                                 "used whenever a provider cannot start or run (the panel says so)")
+        form.addRow("Run models on", self.provider)
+        self.device_id = QgsSpinBox()
+        self.device_id.setRange(0, 63)
+        self.device_id.setValue(s.device_id)
+        self.device_id.setToolTip("Index of the GPU (0: the first), for CUDA, TensorRT, DirectML and OpenVINO")
+        form.addRow("GPU device", self.device_id)
+        self.gpu_mem = QgsSpinBox()
+        self.gpu_mem.setRange(256, 1_048_576)
+        self.gpu_mem.setSuffix(" MiB")
+        self.gpu_mem.setValue(s.gpu_mem_mb)
+        self.gpu_mem.setToolTip("The most GPU memory one model may take (CUDA, TensorRT); models idle for "
+                                "a minute give theirs back")
+        form.addRow("GPU memory per model", self.gpu_mem)
+        self.available = QLabel(available_text())
+        self.available.setWordWrap(True)
+        form.addRow("", self.available)
+        return group
+
     @staticmethod
     def _onnx_widget(path: str, tip: str) -> QgsFileWidget:
         widget = QgsFileWidget()
@@ -125,6 +155,9 @@ class OptionsPage(QgsOptionsPageWidget):
             min_area_px=self.min_area.value(),
             largest_only=self.largest_only.isChecked(),
             hover_preview=self.hover.isChecked(),
+            provider=self.provider.currentData(),
+            device_id=self.device_id.value(),
+            gpu_mem_mb=self.gpu_mem.value(),
         )
 
     @guarded
@@ -144,6 +177,16 @@ class OptionsPage(QgsOptionsPageWidget):
     def _clear_cache(self, *_args: object) -> None:
         self._cache().clear()
         self._show_cache_size()
+
+
+def available_text() -> str:
+    """What the installed onnxruntime offers, for the page (imports it: the page is opened by hand)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return "onnxruntime is not installed: install it from the AI Segmentation setup dialog."
+    names = ", ".join(pv.title(p) for p in pv.available_providers(onnxruntime))
+    return f"The installed onnxruntime {onnxruntime.__version__} offers: {names}."
 
 
 class OptionsFactory(QgsOptionsWidgetFactory):

@@ -282,7 +282,8 @@ class SimilarRunner(QObject):
             extent = extent_to_raster_crs((e.xMinimum(), e.yMinimum(), e.xMaximum(), e.yMaximum()),
                                           self.iface.mapCanvas().mapSettings().destinationCrs(), source)
         cache = EmbeddingCache(settings.cache_dir or None, settings.cache_max_bytes)
-        segmenter = RasterSegmenter(source, models.encoder, models.decoder, cache, settings.encoder_threads)
+        segmenter = RasterSegmenter(source, models.encoder, models.decoder, cache, settings.encoder_threads,
+                                    provider=settings.provider_choice)
         search = SimilarSearch(segmenter, found, extent, SimilarParams(choice.threshold, choice.max_objects,
                                                                        settings.refine))
         heatmap = (os.path.join(QgsProcessingUtils.tempFolder(), f"similarity_{uuid.uuid4().hex[:8]}.tif")

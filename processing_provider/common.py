@@ -27,6 +27,7 @@ from qgis.PyQt.QtCore import QDateTime
 
 from ..core import fs_checks as fs
 from ..core.errors import SegmentationError
+from ..core.families import providers as pv
 from ..core.output.output_store import PIXEL_SCHEMA, SCHEMA, measure, to_qgs_geometry
 from ..core.qgis_compat import WKB_MULTIPOLYGON, make_field
 from ..core.raster.crops import CropSpec
@@ -131,7 +132,8 @@ class AlgorithmBase(QgsProcessingAlgorithm):
                     feedback.pushWarning(note)
                 else:
                     _LOG.warning(note)
-        return RasterSegmenter(source, encoder_path, decoder_path, cache, settings.encoder_threads)
+        return RasterSegmenter(source, encoder_path, decoder_path, cache, settings.encoder_threads,
+                               provider=settings.provider_choice)
 
 
 def model_paths(encoder: str, decoder: str, settings: Settings, need_decoder: bool) -> Tuple[str, str]:
@@ -156,6 +158,9 @@ def encode(segmenter: RasterSegmenter, crop: CropSpec, feedback: QgsProcessingFe
     if not feedback.isCanceled() and not segmenter.is_encoded(crop):
         feedback.pushInfo(f"Encoding crop {crop.as_dict()}")
         segmenter.encode(crop, feedback.isCanceled)
+        text, fallback = pv.describe(segmenter.runs_on())
+        if fallback:  # the chosen GPU provider is not the one running: say so beside the work
+            feedback.pushWarning(text)
     if feedback.isCanceled():
         raise QgsProcessingException(CANCELED)
 

@@ -13,6 +13,7 @@ from qgis.core import (
 )
 
 from ..core.errors import SegmentationError
+from ..core.families.providers import describe
 from ..gui.text import plural
 from .common import EXTENT, AlgorithmBase, encode
 
@@ -76,4 +77,6 @@ class EncodeAlgorithm(AlgorithmBase):
             feedback.pushWarning(f"Canceled after {done} of {len(todo)} crops; they stay cached.")
         except SegmentationError as exc:
             raise QgsProcessingException(str(exc)) from None
+        if done:
+            feedback.pushInfo(describe(segmenter.runs_on())[0])
         return {ENCODED: done, CACHED: len(crops) - len(todo), SUPPORT: len(support)}

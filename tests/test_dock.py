@@ -510,3 +510,21 @@ def test_shortcuts_only_act_while_the_tool_is_active(session):
     count = len(s.iface.messageBar().get_messages(Qgis.Warning))
     s.qtbot.keyClick(s.canvas, Qt.Key_S)
     assert len(s.iface.messageBar().get_messages(Qgis.Warning)) == count
+
+
+def test_panel_shows_where_the_models_run_and_a_fallback(session, qtbot):
+    s = session
+    label = s.dock.ui.runtime_status
+    s.controller.segmenter()
+    qtbot.waitUntil(lambda: label.isVisibleTo(s.dock) and "decoder" in label.text(), timeout=60000)
+    assert label.text() == "Runs on CPU: decoder" and label.styleSheet() == ""  # Auto, no GPU provider here
+    click(s, to_pixel(s.canvas, *raster_point(200.5, 150.5)))
+    wait_result(s)
+    qtbot.waitUntil(lambda: label.text() == "Runs on CPU: encoder and decoder", timeout=60000)
+
+    s.controller.apply_settings(replace(s.controller.settings, provider="CUDAExecutionProvider"))
+    s.controller.on_source_changed(None)
+    qtbot.waitUntil(lambda: "CUDA is set in Options" in label.text(), timeout=60000)
+    assert label.text().startswith("Runs on CPU: decoder. CUDA is set in Options, but the installed onnxruntime "
+                                   "does not offer it")
+    assert label.styleSheet() == pkg("ai_segmentation_dockwidget").WARNING_STYLE

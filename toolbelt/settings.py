@@ -18,6 +18,7 @@ from qgis.PyQt.QtCore import QSettings
 
 from ..core import fs_checks as fs
 from ..core.errors import SegmentationError
+from ..core.families import providers as pv
 from ..core.segment.embedding_cache import default_cache_dir
 from ..core.segment.mask_ops import RefineParams
 from .models import LEGACY_MODELS_DIR, default_models_dir
@@ -78,6 +79,10 @@ class Settings:
         simplify_px, fill_holes_px, min_area_px, largest_only: default refinement of saved
             masks, in raster pixels (see :class:`core.segment.mask_ops.RefineParams`).
         hover_preview: preview the mask under the cursor before clicking (throttled).
+        provider: ONNX Runtime execution provider: ``"auto"`` (the best available), ``"cpu"``, or
+            a provider name such as ``"CUDAExecutionProvider"`` (see :mod:`core.families.providers`).
+        device_id: the GPU's index for that provider.
+        gpu_mem_mb: bound of one model's GPU memory, in MiB.
     """
 
     models_dir: str = ""
@@ -91,6 +96,9 @@ class Settings:
     min_area_px: int = _REFINE.min_area_px
     largest_only: bool = _REFINE.largest_only
     hover_preview: bool = False
+    provider: str = pv.AUTO
+    device_id: int = 0
+    gpu_mem_mb: int = pv.DEFAULT_GPU_MEM_MB
 
     @classmethod
     def load(cls, qsettings: Optional[QgsSettings] = None) -> Settings:
@@ -116,7 +124,12 @@ class Settings:
         except SegmentationError:
             loaded = replace(loaded, simplify_px=_REFINE.simplify_px, fill_holes_px=_REFINE.fill_holes_px,
                              min_area_px=_REFINE.min_area_px)
-        return replace(loaded, cache_max_mb=max(64, loaded.cache_max_mb), threads=max(0, loaded.threads))
+        if loaded.provider not in pv.CHOICES:
+            _LOG.warning("The execution provider '%s' in the settings is not one this plugin knows; using Auto.",
+                         loaded.provider)
+            loaded = replace(loaded, provider=pv.AUTO)
+        return replace(loaded, cache_max_mb=max(64, loaded.cache_max_mb), threads=max(0, loaded.threads),
+                       device_id=max(0, loaded.device_id), gpu_mem_mb=max(256, loaded.gpu_mem_mb))
 
     def save(self, qsettings: Optional[QgsSettings] = None) -> None:
         """Store every field, on disk now.
@@ -134,6 +147,11 @@ class Settings:
     def encoder_threads(self) -> Optional[int]:
         """Threads argument for ONNX Runtime: None lets it choose."""
         return self.threads or None
+
+    @property
+    def provider_choice(self) -> pv.ProviderChoice:
+        """The execution provider to run the models on (the CPU being the fallback)."""
+        return pv.ProviderChoice(self.provider, self.device_id, self.gpu_mem_mb)
 
     @property
     def cache_max_bytes(self) -> int:

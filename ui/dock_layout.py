@@ -94,6 +94,11 @@ class DockLayout:
         self.model_status.setWordWrap(True)
         self.model_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow(self.model_status)
+        self.runtime_status = QLabel()  # where the models run (filled once they load)
+        self.runtime_status.setWordWrap(True)
+        self.runtime_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.runtime_status.setVisible(False)
+        form.addRow(self.runtime_status)
         return box
 
     def _encode_box(self) -> QWidget:

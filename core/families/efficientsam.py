@@ -109,10 +109,14 @@ class EfficientSamDecoder(FamilyDecoder):
 
     def point_runner(self, bundle: ImageEmbedding) -> PointRunner:
         self.check_bundle(bundle)
-        one = np.ones(1, np.float64)
+        run = self.session.bound_runner({"image_embeddings": bundle.embeddings, "orig_im_size": _GRAPH_SIZE},
+                                        self._outputs)
+        labels, size = np.ones((1, 1, 1), np.float32), bundle.original_size
 
         def decode(point: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-            return self._run(bundle, np.reshape(point, (1, 2)), one)
+            scores, low_res = run({"batched_point_coords": self._frame(np.reshape(point, (1, 2)), size),
+                                   "batched_point_labels": labels})
+            return scores.reshape(-1), low_res.reshape(-1, LOW_RES, LOW_RES)
 
         return PointRunner(decode, self.matrices(bundle.original_size, bundle.input_size))
 

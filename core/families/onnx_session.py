@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import fs_checks as fs
-from ..errors import MissingDependencyError, ModelError, SegmentationError
+from ..errors import MissingDependencyError, ModelError, SegmentationError, first_line
+from . import providers as pv
 
 ONNX_MAGIC_MIN_BYTES = 16  # anything shorter cannot be an ONNX model
 _LOW_MEMORY_DISABLED = ["ConstantFolding"]
@@ -71,27 +72,43 @@ def check_file(path: str, role: str) -> int:
     return size
 
 
-def open_session(path: str, role: str, threads: Optional[int] = None, low_memory: bool = False) -> Any:
-    """Open ``path`` as an ONNX Runtime CPU session, raising :class:`ModelError` on any failure.
+def open_session(path: str, role: str, threads: Optional[int] = None, low_memory: bool = False,
+                 provider: Optional[pv.ProviderChoice] = None,
+                 available: Optional[Sequence[str]] = None) -> pv.ManagedSession:
+    """Open ``path`` as an ONNX Runtime session, raising :class:`ModelError` on any failure.
 
-    ``low_memory`` (for the encoder) skips constant folding: on ViT-B it makes one
-    encode peak at 1.8 GB instead of 3.2 GB (6.3 GB with the arena never shrunk),
-    at the same speed; the other graph optimisations stay on. Run such sessions with
-    :func:`shrinking_run_options` so the arena is shrunk after each run.
+    ``provider`` (default: the CPU) picks the execution provider, the CPU being the fallback
+    (see :mod:`.providers`). ``low_memory`` (for the encoder) skips constant folding on the CPU:
+    on ViT-B it makes one encode peak at 1.8 GB instead of 3.2 GB (6.3 GB with the arena never
+    shrunk), at the same speed; the other graph optimisations stay on. Run such sessions with
+    their :meth:`~.providers.ManagedSession.run_options`, which shrink the arenas after each run.
+    ``available``: the providers to plan with (default: what the installed onnxruntime offers).
     """
     path = os.fspath(path)
     size = check_file(path, role)
     ort = import_onnxruntime()
-    try:
-        return ort.InferenceSession(
-            path, session_options(threads), providers=["CPUExecutionProvider"],
-            disabled_optimizers=_LOW_MEMORY_DISABLED if low_memory else None,
-        )
-    except Exception as exc:  # onnxruntime raises several private exception types
-        raise ModelError(
-            f"SAM {role} model '{path}' could not be loaded: it is not a valid ONNX file, or it is "
-            f"truncated ({size} bytes). onnxruntime said: {first_line(exc)}"
-        ) from None
+    choice = provider or pv.ProviderChoice(pv.CPU)
+
+    def open_on(providers: pv.Providers) -> Any:
+        cpu_only = providers[0][0] == pv.CPU
+        try:
+            return ort.InferenceSession(
+                path, session_options(threads), providers=[p for p, _ in providers],
+                provider_options=[o for _, o in providers],
+                disabled_optimizers=_LOW_MEMORY_DISABLED if low_memory and cpu_only else None,
+            )
+        except Exception as exc:  # onnxruntime raises several private exception types
+            if not cpu_only:
+                raise  # ManagedSession falls back to the CPU
+            raise ModelError(
+                f"SAM {role} model '{path}' could not be loaded: it is not a valid ONNX file, or it is "
+                f"truncated ({size} bytes). onnxruntime said: {first_line(exc)}"
+            ) from None
+
+    if available is None:
+        available = pv.available_providers(ort) if choice.name != pv.CPU else [pv.CPU]
+    plan = pv.plan(choice, available)
+    return pv.ManagedSession(open_on, plan, f"SAM {role} model '{path}'", choice.device_id)
 
 
 class EncodeCancelledError(SegmentationError):
@@ -139,20 +156,14 @@ class CancelToken:
             self._runs = [ro for ro in self._runs if ro is not run_options]
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (onnxruntime's can run to pages), at most 300 chars."""
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
-def run_cancellable(session: Any, outputs: List[str], feed: Dict[str, Any], cancel: Optional[CancelToken],
+def run_cancellable(session: pv.ManagedSession, outputs: List[str], feed: Dict[str, Any], cancel: Optional[CancelToken],
                     path: str) -> List[Any]:
     """``session.run`` with shrinking run options that ``cancel`` can terminate.
 
     Raises :class:`EncodeCancelledError` when cancelled, :class:`ModelError` (naming ``path``)
     when onnxruntime fails otherwise.
     """
-    ro = shrinking_run_options()  # a fresh one per run: a terminated one stays terminated
+    ro = session.run_options()  # a fresh one per run: a terminated one stays terminated
     if cancel is not None:
         cancel.attach(ro)
     try:

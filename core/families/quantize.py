@@ -137,7 +137,9 @@ def build_int8_encoder(encoder: os.PathLike, output: Optional[os.PathLike] = Non
             model_input=str(src),
             model_output=str(tmp),
             per_channel=False,
-            reduce_range=False,
+            # 7-bit weights: on x86 CPUs without VNNI (AVX2 only) 8-bit ones saturate in the int8
+            # kernels (embedding cosine 0.96 instead of 0.999 on a random ViT); VNNI CPUs lose nothing.
+            reduce_range=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
         )

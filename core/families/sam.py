@@ -119,14 +119,13 @@ class SamDecoder(FamilyDecoder):
 
     def point_runner(self, bundle: ImageEmbedding) -> PointRunner:
         self.check_bundle(bundle)
-        feed = self._feed(bundle, None)
-        session, size = self.session, bundle.original_size
+        run, size = self.session.bound_runner(self._feed(bundle, None), _OUTPUTS), bundle.original_size
+        labels = np.array([[1.0, -1.0]], np.float32)
 
         def decode(point: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
             coords = np.array([[point[0], point[1]], [0.0, 0.0]], np.float64)
-            feed["point_coords"] = apply_coords(coords, size)[None].astype(np.float32)
-            feed["point_labels"] = np.array([[1.0, -1.0]], np.float32)
-            scores, low_res = session.run(_OUTPUTS, feed)
+            scores, low_res = run({"point_coords": apply_coords(coords, size)[None].astype(np.float32),
+                                   "point_labels": labels})
             multi = slice(1, None) if low_res.shape[1] > 1 else slice(0, 1)
             return scores[0, multi], low_res[0, multi]
 

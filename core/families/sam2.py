@@ -109,13 +109,12 @@ class Sam2Decoder(FamilyDecoder):
 
     def point_runner(self, bundle: ImageEmbedding) -> PointRunner:
         self.check_bundle(bundle)
-        feed = self._feed(bundle, None)
-        feed["point_labels"] = np.ones((1, 1), np.float32)
-        session, size = self.session, bundle.original_size
+        run, size = self.session.bound_runner(self._feed(bundle, None), _OUTPUTS), bundle.original_size
+        labels = np.ones((1, 1), np.float32)
 
         def decode(point: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-            feed["point_coords"] = self._frame(np.reshape(point, (1, 2)), size)
-            scores, low_res = session.run(_OUTPUTS, feed)
+            scores, low_res = run({"point_coords": self._frame(np.reshape(point, (1, 2)), size),
+                                   "point_labels": labels})
             return scores[0], low_res[0]
 
         return PointRunner(decode, self.matrices(bundle.original_size, bundle.input_size))

@@ -28,6 +28,7 @@ from .. import fs_checks as fs
 from ..errors import ModelError, SegmentationError
 from ..families import detect
 from ..families.onnx_session import CancelToken, EncodeCancelledError
+from ..families.providers import ManagedSession, ProviderChoice
 from ..raster.crops import DEFAULT_STRIDE, CropGrid, CropSpec, crops_in_extent, mask_bounds, touches_interior_edge
 from ..raster.geo import Extent, GeoTransform, extent_to_pixel_bounds, map_to_pixel
 from ..raster.raster_source import RasterSource
@@ -117,15 +118,21 @@ class RasterSegmenter:
         cache: where embeddings live.
         threads: ONNX Runtime intra-op threads (None: its default).
         stride: grid step in source pixels (see :mod:`crops`).
+        provider: execution provider of both models (default: the CPU; see
+            :mod:`core.families.providers`). It is not part of the cache key: every provider here
+            computes in float32, and the entries are float16, whose rounding (1e-3) is far
+            coarser than the providers' differences (embedding cosine >= 0.9999).
     """
 
     def __init__(self, source: RasterSource, encoder_path: str, decoder_path: str, cache: EmbeddingCache,
-                 threads: Optional[int] = None, stride: int = DEFAULT_STRIDE) -> None:
+                 threads: Optional[int] = None, stride: int = DEFAULT_STRIDE,
+                 provider: Optional[ProviderChoice] = None) -> None:
         self.source = source
         self.encoder_path = os.fspath(encoder_path)
         self.decoder_path = os.fspath(decoder_path)
         self.cache = cache
         self.threads = threads
+        self.provider = provider
         self.grid = CropGrid(source.width, source.height, stride=stride)
         # One lock per model: a click must not wait while a task loads the (slow) encoder.
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
@@ -145,19 +152,28 @@ class RasterSegmenter:
     def _get_encoder(self) -> SamEncoder:
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = SamEncoder(self.encoder_path, self.threads)
+                self._encoder = SamEncoder(self.encoder_path, self.threads, self.provider)
             return self._encoder
 
     def _get_decoder(self) -> SamDecoder:
         with self._decoder_lock:
             if self._decoder is None:
-                decoder = SamDecoder(self.decoder_path, self.threads)
+                decoder = SamDecoder(self.decoder_path, self.threads, self.provider)
                 family = self.family()
                 if decoder.family.name != family:
                     raise ModelError(detect.mismatch_message(self.encoder_path, detect.family(family),
                                                              self.decoder_path, decoder.family))
                 self._decoder = decoder
             return self._decoder
+
+    def runs_on(self) -> List[Tuple[str, ManagedSession]]:
+        """``(role, session)`` of the models loaded so far (see :func:`providers.describe`)."""
+        loaded = (("encoder", self._encoder), ("decoder", self._decoder))
+        return [(role, model.session) for role, model in loaded if model is not None]
+
+    def release(self) -> int:
+        """Give the GPU memory of idle models back (they reload on next use); how many did."""
+        return sum(session.release() for _, session in self.runs_on())
 
     def prepare(self) -> None:
         """Load the decoder and run it once, so the first click answers at full speed.

@@ -169,3 +169,34 @@ def test_cancel_deletes_what_was_downloaded(qgis_app, qtbot, hub, where, tiny_pa
         dl.start()
     assert blocker.args == [False, "download of Tiny SAM cancelled; its files were deleted"]
     assert os.listdir(where["models"]) == []
+
+
+def test_a_move_that_fails_keeps_the_installed_copy_and_the_checked_download(qgis_app, qtbot, hub, where, tiny_paths):
+    """The previous copy cannot be set aside (its parking place is a file): the plugin's message,
+    the installed copy untouched, the checked download kept for another try."""
+    cat = sam_catalogue(tiny_paths, hub.base, pinned=False)
+    assert install(qtbot, cat, where)[0]
+    folder = installed_folder(where)
+    (where["models"] / ".old-tiny").write_text("in the way")
+    ok, message, _, _ = install(qtbot, cat, where)
+    assert not ok
+    assert message.startswith(f"cannot write the models folder '{where['models']}': ")
+    assert message.endswith("make it writable, or choose another models folder, then press Download again "
+                            "(Tiny SAM is downloaded and checked)")
+    assert sorted(os.listdir(folder)) == ["tiny_decoder.onnx", "tiny_encoder.onnx"]
+    assert sorted(os.listdir(staging_dir(where["models"], cat.model("tiny")))) == [
+        "tiny_decoder.onnx", "tiny_encoder.onnx", "verified.json"]
+    (where["models"] / ".old-tiny").unlink()
+    ok, message, _, _ = install(qtbot, cat, where)  # the next try installs
+    assert ok, message
+    assert sorted(os.listdir(where["models"])) == ["tiny"]
+
+
+def test_a_record_that_cannot_be_written_says_so(tmp_path):
+    blocker = tmp_path / "profile"
+    blocker.write_text("a file where the profile folder should be")
+    record = UserRecord(blocker / "user_models.json")
+    with pytest.raises(mm.ModelError, match=r"^cannot write the list of installed models '.*user_models\.json': "
+                                            r".*; make the QGIS profile folder writable, or free some space"):
+        record.save()
+    assert blocker.read_text() == "a file where the profile folder should be"

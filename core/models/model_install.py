@@ -11,6 +11,7 @@ half-installed; an interrupted download keeps it, to resume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
+from .. import fs_checks as fs
 from ..errors import ModelError
 from .catalogue import CatalogueFile, CatalogueModel, family_title
 from .model_manager import HashCache, probe, sha256_file
@@ -103,11 +105,20 @@ def finalize(model: CatalogueModel, models_dir: os.PathLike, record: UserRecord,
         raise
     target = install_dir(models_dir, model)
     old = Path(models_dir) / f".old-{model.id}"
-    (staging / MANIFEST).unlink()
-    discard(old)
-    if target.exists():
-        os.replace(target, old)  # a previous, damaged copy
-    os.replace(staging, target)
+    try:
+        discard(old)
+        if target.exists():
+            os.replace(target, old)  # a previous, damaged copy
+        os.replace(staging, target)
+    except OSError as exc:  # the models folder turned read-only: staging is kept for another try
+        if old.exists() and not target.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, target)
+        raise fs.os_error(exc, "write", "models folder", str(models_dir),
+                          f"make it writable, or choose another models folder, then press Download again "
+                          f"({model.title} is downloaded and checked)", ModelError) from None
+    with contextlib.suppress(OSError):  # only the staging manifest: harmless if it stays
+        (target / MANIFEST).unlink()
     discard(old)
     files = [RecordedFile(os.path.abspath(target / f.name), manifest[f.name]["sha256"],
                           manifest[f.name]["checked_by"], f.url) for f in model.files]

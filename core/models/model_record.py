@@ -9,6 +9,7 @@ Writes are atomic (temporary file, then rename).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional
 
+from .. import fs_checks as fs
 from ..errors import ModelError
 from .catalogue import family_title
 from .model_manager import HashCache, check_file, runs
@@ -93,15 +95,23 @@ class UserRecord:
             self.custom[name] = CustomModel(encoder=enc, decoder=dec, **item)
 
     def save(self) -> None:
+        """Write the record atomically; :class:`ModelError` in the plugin's words if it cannot be."""
         data = {
             "version": RECORD_VERSION,
             "installed": {k: asdict(v) for k, v in self.installed.items()},
             "custom": {k: asdict(v) for k, v in self.custom.items()},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:  # read-only profile, full disk: the old record stays as it was
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise fs.os_error(exc, "write", "list of installed models", str(self.path),
+                              "make the QGIS profile folder writable, or free some space, and try again",
+                              ModelError) from None
 
     def record_install(self, files: Iterable[RecordedFile]) -> None:
         for f in files:

@@ -298,3 +298,31 @@ def test_a_bound_run_that_fails_on_the_gpu_falls_back(tiny_paths, feed):
     again = run({"point_coords": feed["point_coords"], "point_labels": feed["point_labels"]})
     np.testing.assert_array_equal(again[0], want[0])
     assert [p for p, _ in opened] == [CUDA, CPU]
+
+
+def test_the_panel_watch_gives_idle_gpu_memory_back(qgis_app, qtbot, tiny_paths, feed):
+    watch_module = plugin_module("gui.runtime_watch")
+    session, opened = _managed(str(tiny_paths["decoder"]), FakeGpuSession)
+
+    class Models:  # what the watch asks of a RasterSegmenter
+        def runs_on(self):
+            return [("decoder", session)]
+
+        def release(self):
+            return int(session.release())
+
+    shown = []
+    watch = watch_module.RuntimeWatch(lambda text, warning: shown.append((text, warning)))
+    watch._timer.setInterval(50)
+    models = Models()
+    watch.touch(models)
+    assert shown == [("Runs on CUDA (GPU 1): decoder", False)] and watch._timer.isActive()
+    qtbot.waitUntil(lambda: session._session is None, timeout=5000)  # released after the idle time
+    _outputs(session, feed)  # the next click reopens it
+    assert [p for p, _ in opened] == [CUDA, CUDA]
+    cpu = ox.open_session(str(tiny_paths["decoder"]), "decoder")
+    models.runs_on = lambda: [("decoder", cpu)]
+    watch.touch(models)
+    assert shown[-1] == ("Runs on CPU: decoder", False) and not watch._timer.isActive()  # nothing to give back
+    watch.touch(None)
+    assert shown[-1] == ("", False)

@@ -6,6 +6,7 @@ install it, when it is missing.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from .. import fs_checks as fs
 from ..errors import MissingDependencyError, ModelError, SegmentationError, first_line
 from . import providers as pv
 
+log = logging.getLogger("ai_segmentation")
 ONNX_MAGIC_MIN_BYTES = 16  # anything shorter cannot be an ONNX model
 _LOW_MEMORY_DISABLED = ["ConstantFolding"]
 
@@ -108,7 +110,25 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
     if available is None:
         available = pv.available_providers(ort) if choice.name != pv.CPU else [pv.CPU]
     plan = pv.plan(choice, available)
+    if plan.wanted in (pv.CUDA, pv.TENSORRT):
+        _preload_cuda(ort)
     return pv.ManagedSession(open_on, plan, f"SAM {role} model '{path}'", choice.device_id)
+
+
+_CUDA_PRELOADED: List[bool] = []
+
+
+def _preload_cuda(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries of the NVIDIA wheels (``onnxruntime-gpu[cuda,cudnn]`` in the
+    plugin's private folder), once: onnxruntime finds them only this way (1.21+). Without those
+    wheels it finds nothing and the system's libraries are used, or the CPU takes over."""
+    if _CUDA_PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _CUDA_PRELOADED.append(True)
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # a partial CUDA install: the provider's own start says more
+        log.info("onnxruntime could not preload the CUDA libraries: %s", first_line(exc))
 
 
 class EncodeCancelledError(SegmentationError):

@@ -279,11 +279,13 @@ def pip_command(
     packages: Sequence[str],
     constraints: Optional[os.PathLike] = None,
     proxy: Optional[str] = None,
+    find_links: Optional[os.PathLike] = None,
 ) -> List[str]:
     """argv of ``pip install --target`` for the given package specs.
 
     Wheels only: building numpy or onnxruntime from source inside QGIS would take
-    an hour and fail without a compiler.
+    an hour and fail without a compiler. ``find_links``: a folder of wheels to
+    install from instead of the package index (offline).
     """
     cmd = [python, "-m", "pip", "install", "--target", os.fspath(target), "--upgrade"]
     cmd += ["--only-binary=:all:", "--disable-pip-version-check", "--no-warn-script-location"]
@@ -291,6 +293,8 @@ def pip_command(
         cmd += ["--constraint", os.fspath(constraints)]
     if proxy:
         cmd += ["--proxy", proxy]
+    if find_links is not None:
+        cmd += ["--no-index", "--find-links", os.fspath(find_links)]
     return cmd + list(packages)
 
 
@@ -327,11 +331,13 @@ def install(
     on_line: Optional[Callable[[str], None]] = None,
     cancelled: Optional[Callable[[], bool]] = None,
     proxy: Optional[str] = None,
+    find_links: Optional[os.PathLike] = None,
 ) -> List[str]:
     """Install ``packages`` (pip specs) into ``target`` and put it on ``sys.path``.
 
     Runs ``python -m pip`` (default: QGIS's own Python) in a subprocess, streams
     each output line to ``on_line``, and stops pip when ``cancelled()`` turns True.
+    ``find_links``: a folder of wheels to install from, without the package index.
     pip stages into a temporary folder and moves the result in at the end, so a
     failed install leaves ``target`` as it was.
 
@@ -346,7 +352,7 @@ def install(
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     constraints = write_constraints(target.parent)
-    cmd = pip_command(python, target, packages, constraints, proxy)
+    cmd = pip_command(python, target, packages, constraints, proxy, find_links)
     manual = command_text(cmd)
     log.info("installing %s: %s", ", ".join(packages), manual)
     try:

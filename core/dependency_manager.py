@@ -265,12 +265,17 @@ def qgis_python() -> str:
     """:func:`find_python` for this process, or raise :class:`DependencyInstallError`."""
     python = find_python(sys.executable, sys.exec_prefix)
     if python is None:
-        raise DependencyInstallError(
-            f"cannot find the Python interpreter of this QGIS (sys.executable is '{sys.executable}', "
-            f"sys.exec_prefix is '{sys.exec_prefix}'); install {', '.join(r.pip_spec for r in REQUIREMENTS)} "
-            "with the OSGeo4W shell or your system package manager"
-        )
+        raise DependencyInstallError(no_python_text())
     return python
+
+
+def no_python_text() -> str:
+    """What to tell the user when :func:`find_python` finds nothing."""
+    return (
+        f"cannot find the Python interpreter of this QGIS (sys.executable is '{sys.executable}', "
+        f"sys.exec_prefix is '{sys.exec_prefix}'): choose it (python3 or python.exe in QGIS's folder), or install "
+        f"{', '.join(r.pip_spec for r in REQUIREMENTS)} with the OSGeo4W shell or your system package manager"
+    )
 
 
 def pip_command(

@@ -26,6 +26,8 @@ CUDA_EXTRAS = "[cuda,cudnn]"
 # What each package runs the models on, for the user.
 DEVICES = {CPU: "the CPU", GPU: "an NVIDIA GPU (CUDA)", DIRECTML: "any DirectX 12 GPU (DirectML)",
            OPENVINO: "Intel CPUs, GPUs and NPUs (OpenVINO)"}
+# Short names for the buttons ("Use the GPU package (onnxruntime-gpu)…").
+KINDS = {CPU: "CPU", GPU: "GPU", DIRECTML: "DirectML", OPENVINO: "OpenVINO"}
 # Rough download sizes, so the consent text can say what to expect.
 SIZES = {CPU: "about 15 MB", GPU: "a few hundred MB", DIRECTML: "about 25 MB", OPENVINO: "about 50 MB"}
 _NVIDIA_VERSION = re.compile(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)")
@@ -178,3 +180,13 @@ def restart_note(package: str) -> str:
     if "onnxruntime" in sys.modules:
         return f"onnxruntime is already loaded in this QGIS session: restart QGIS to use {package}."
     return ""
+
+
+def switch_offers(offer: Offer, installed: Sequence[InstalledRuntime], backups: Sequence[str]) -> List[str]:
+    """The switches worth a button: to ``offer.package`` unless it is the one installed, and back to the
+    CPU package when another one is installed, or only a backup is left."""
+    names = [r.name for r in installed]
+    offers = [] if offer.package == CPU or names == [offer.package] else [offer.package]
+    if any(n != CPU for n in names) or (backups and not names):
+        offers.append(CPU)
+    return offers

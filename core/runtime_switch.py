@@ -226,9 +226,14 @@ def switch_runtime(
 
 def switch_plan(wanted: str, target: os.PathLike, python: str, cuda_libs: bool,
                 paths: Optional[Sequence[str]] = None) -> str:
-    """What :func:`switch_runtime` will do, for the consent dialog."""
+    """What :func:`switch_runtime` will do, for the consent dialog.
+
+    Raises:
+        DependencyInstallError: the switch would be refused (a package in QGIS's own Python).
+    """
     target = Path(target)
     installed = rp.installed_runtimes(target, paths)
+    _refuse_outside(installed, wanted, python)
     restore = _backup_of(target, wanted)
     backup = backup_dir(target)
     if restore is not None:

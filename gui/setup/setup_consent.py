@@ -47,7 +47,7 @@ class Consent:
         box.addButton(QMessageBox.StandardButton.Cancel)
         go.setEnabled(self.python is not None)
         if self.option:
-            check = QCheckBox(self.option)
+            check = QCheckBox(self.option, box)  # owned by the box: a Python-owned one would be freed on return
             check.setChecked(self.option_checked)
 
             def toggled(on: bool) -> None:
@@ -63,9 +63,11 @@ class Consent:
         while True:
             box, go, choose = self._box()
             box.exec()
-            if box.clickedButton() is go:
+            clicked = box.clickedButton()
+            box.deleteLater()  # one box per round: none piles up under the dialog
+            if clicked is go:
                 return True
-            if box.clickedButton() is not choose:
+            if clicked is not choose:
                 return False
             self.choose_python()
 

@@ -137,17 +137,26 @@ def _backup_of(target: Path, package: str) -> Optional[str]:
     return next((b for b in backed_up(target) if b.rsplit("-", 1)[0] == package), None)
 
 
-def _refuse_outside(installed: Sequence[rp.InstalledRuntime], wanted: str, python: str) -> None:
+def refuse_outside(wanted: str, target: os.PathLike, python: Optional[str],
+                   paths: Optional[Sequence[str]] = None) -> List[rp.InstalledRuntime]:
+    """The installed ONNX Runtime packages, all in the private folder ``target``; raise otherwise.
+
+    Raises:
+        DependencyInstallError: one is in QGIS's own Python (``paths``, default ``sys.path``): the plugin
+            does not change QGIS's packages, and that one would still be loaded instead of ``wanted``.
+    """
+    installed = rp.installed_runtimes(target, paths)
     outside = [r for r in installed if not r.private]
     if outside:
         first = outside[0]
-        cmd = deps.command_text([python, "-m", "pip", "uninstall", first.name])
+        cmd = deps.command_text([python or "python3", "-m", "pip", "uninstall", first.name])
         raise deps.DependencyInstallError(
             f"{first.name} {first.version} is installed in QGIS's own Python ({first.folder}). The plugin does not "
             f"change QGIS's packages, and that one would still be loaded instead of {wanted}. Remove it by hand "
             f"(with the tool that installed it: OSGeo4W setup, your package manager, or\n  {cmd}\n), then "
             "switch again."
         )
+    return installed
 
 
 def switch_runtime(
@@ -182,8 +191,7 @@ def switch_runtime(
     target.mkdir(parents=True, exist_ok=True)
     python = python or deps.qgis_python()
     recover(target)
-    installed = rp.installed_runtimes(target, paths)
-    _refuse_outside(installed, wanted, python)
+    installed = refuse_outside(wanted, target, python, paths)
     current = [f"{r.name} {r.version}" for r in installed]
     if [r.name for r in installed] == [wanted]:
         return f"{current[0]} is already the ONNX Runtime package in {target}: nothing to do."
@@ -232,8 +240,7 @@ def switch_plan(wanted: str, target: os.PathLike, python: str, cuda_libs: bool,
         DependencyInstallError: the switch would be refused (a package in QGIS's own Python).
     """
     target = Path(target)
-    installed = rp.installed_runtimes(target, paths)
-    _refuse_outside(installed, wanted, python)
+    installed = refuse_outside(wanted, target, python, paths)
     restore = _backup_of(target, wanted)
     backup = backup_dir(target)
     if restore is not None:

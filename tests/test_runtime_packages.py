@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -232,3 +233,15 @@ def test_switch_plan_says_what_downloads_and_where_the_backup_goes(tmp_path, mon
     _file(rs.backup_dir(target) / "onnxruntime-gpu-1.20.1" / "onnxruntime" / "__init__.py")
     plan = rs.switch_plan("onnxruntime-gpu", target, "/opt/qgis/bin/python3", cuda_libs=True, paths=[])
     assert plan.startswith("onnxruntime-gpu-1.20.1 will be restored from the backup") and "(no download)" in plan
+
+
+def test_detection_imports_no_onnx_runtime(tmp_path):
+    code = (
+        "import sys; from core import runtime_packages as rp; "
+        "rp.fitting_package(rp.Machine.this()); rp.installed_runtimes(sys.argv[1]); "
+        "print('onnxruntime' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=root, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False"]

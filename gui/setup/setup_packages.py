@@ -134,8 +134,7 @@ class PackageActions:
     def switch_to(self: Any, wanted: str) -> None:
         """Ask consent with the plan, then make ``wanted`` the ONNX Runtime package of the private folder."""
         target = self.deps_target
-        if self.python is not None:  # a refusal (a package in QGIS's own Python) comes before any question
-            rs.switch_plan(wanted, target, self.python, False)
+        rs.refuse_outside(wanted, target, self.python)  # a refusal comes before any question
         option = CUDA_OPTION if wanted == rp.GPU else None
         consent = Consent(self, f"Use {wanted}", lambda py, cuda: rs.switch_plan(wanted, target, py, cuda),
                           self.python, "Switch", option, option_checked=option is not None)

@@ -10,38 +10,36 @@ QGIS was built against is replaced.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import os
-import queue
 import re
-import shlex
-import subprocess
 import sys
-import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import SegmentationError
+from .deps_process import (  # noqa: F401  (re-exported: other modules import these from here)
+    DependencyInstallError,
+    ProcessCancelledError,
+    command_text,
+    probe_modules,
+    python_argv,
+    run_streaming,
+)
+from .errors import SegmentationError  # noqa: F401  (re-exported)
+from .python_choice import is_launcher
 
 log = logging.getLogger("ai_segmentation")
 
 DEPS_FOLDER = "ai_segmentation_deps"
 LOG_TAIL_LINES = 15  # pip lines quoted in an error message
-# The only programs the plugin starts: a Python interpreter running pip or one of samexporter's exporters
-# ("-m"), or a short script of the plugin's own ("-c", the find_spec probe). Never a shell.
-_MODULES = re.compile(r"pip|samexporter(\.[A-Za-z_][A-Za-z0-9_]*)+")
-_PYTHON_NAME = re.compile(r"python[0-9.]*(\.exe)?", re.IGNORECASE)
-
-
-class DependencyInstallError(SegmentationError):
-    """pip could not install the packages; the message gives the manual command."""
+# The ONNX Runtime builds: CPU (with CoreML on macOS), CUDA/TensorRT, DirectML, OpenVINO. All install the
+# same module 'onnxruntime', so any of them satisfies the requirement, and two of them overwrite each other.
+ORT_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
 
 
 @dataclass(frozen=True)
@@ -54,6 +52,7 @@ class Requirement:
         minimum: lowest working version, e.g. ``"1.15.0"``; ``None`` for any.
         purpose: what the plugin needs it for, shown to the user.
         required: False for packages only some features need.
+        provided_by: other distributions that install the same module (``onnxruntime-gpu``...).
     """
 
     name: str
@@ -61,6 +60,7 @@ class Requirement:
     minimum: Optional[str]
     purpose: str
     required: bool = True
+    provided_by: Tuple[str, ...] = ()
 
     @property
     def pip_spec(self) -> str:
@@ -68,7 +68,7 @@ class Requirement:
 
 
 REQUIREMENTS = (
-    Requirement("onnxruntime", "onnxruntime", "1.15.0", "runs the SAM models"),
+    Requirement("onnxruntime", "onnxruntime", "1.15.0", "runs the SAM models", provided_by=ORT_PACKAGES[1:]),
     Requirement("numpy", "numpy", "1.20.0", "image and mask arrays"),
     Requirement("onnx", "onnx", "1.14.0", "building the fast int8 encoder", required=False),
 )
@@ -76,11 +76,13 @@ REQUIREMENTS = (
 
 @dataclass(frozen=True)
 class DependencyStatus:
-    """What was found for one :class:`Requirement`; ``version`` is None when unknown or missing."""
+    """What was found for one :class:`Requirement`; ``version`` is None when unknown or missing, ``dist``
+    the distribution that provides the module when it is not the requirement's own (``onnxruntime-gpu``)."""
 
     requirement: Requirement
     found: bool
     version: Optional[str]
+    dist: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +104,8 @@ class DependencyStatus:
             state = f"{self.version}, too old (needs >= {req.minimum})"
         else:
             state = self.version or "installed, version unknown"
+        if self.dist:
+            state += f" from {self.dist}"
         optional = "" if req.required else ", optional"
         return f"{req.name}: {state} ({req.purpose}{optional})"
 
@@ -117,11 +121,29 @@ def version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(parts)
 
 
-def _module_present(module: str) -> bool:
+def module_folder(module: str) -> Optional[Path]:
+    """The sys.path folder ``module`` is imported from, found without importing it; None if absent."""
     try:
-        return importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
-        return False
+        return None
+    if spec is None:
+        return None
+    places = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+    return Path(places[0]).parent if places else Path()  # a built-in module: found, in no folder
+
+
+def _version(req: Requirement, folder: Path) -> Tuple[Optional[str], Optional[str]]:
+    """(version, distribution) of what provides ``req.module``; the distribution installed in ``folder``
+    wins, as its files are the ones imported. The distribution is None when it is ``req.name`` itself."""
+    found = []
+    for name in (req.name, *req.provided_by):
+        for dist in importlib.metadata.distributions(name=name):
+            found.append((Path(os.fspath(dist.locate_file(""))) == folder, dist.version, name))
+    if not found:
+        return None, None
+    _, version, name = max(found, key=lambda f: f[0])  # max keeps the first of equals: sys.path order
+    return version, (None if name == req.name else name)
 
 
 def detect(requirements: Sequence[Requirement] = REQUIREMENTS) -> List[DependencyStatus]:
@@ -129,12 +151,9 @@ def detect(requirements: Sequence[Requirement] = REQUIREMENTS) -> List[Dependenc
     importlib.invalidate_caches()  # a folder may have gained packages since the last look
     statuses = []
     for req in requirements:
-        found = _module_present(req.module)
-        try:
-            version: Optional[str] = importlib.metadata.version(req.name) if found else None
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        statuses.append(DependencyStatus(req, found, version))
+        folder = module_folder(req.module)
+        version, dist = _version(req, folder) if folder is not None else (None, None)
+        statuses.append(DependencyStatus(req, folder is not None, version, dist))
     return statuses
 
 
@@ -226,13 +245,7 @@ def _is_this_python(path: str, exec_prefix: Optional[str], version: Tuple[int, i
     asdf shim runs whichever Python its configuration names), not another version, and (when
     ``exec_prefix`` is given) installed under it, not merely the first ``python3`` on PATH."""
     real = os.path.realpath(path)
-    if not os.path.isfile(real):
-        return False
-    try:
-        with open(real, "rb") as f:
-            if f.read(2) == b"#!":
-                return False
-    except OSError:
+    if not os.path.isfile(real) or is_launcher(real):
         return False
     numbered = re.fullmatch(r"python(\d+)\.(\d+)(\.exe)?", os.path.basename(real).lower())
     if numbered and (int(numbered.group(1)), int(numbered.group(2))) != tuple(version):
@@ -252,12 +265,17 @@ def qgis_python() -> str:
     """:func:`find_python` for this process, or raise :class:`DependencyInstallError`."""
     python = find_python(sys.executable, sys.exec_prefix)
     if python is None:
-        raise DependencyInstallError(
-            f"cannot find the Python interpreter of this QGIS (sys.executable is '{sys.executable}', "
-            f"sys.exec_prefix is '{sys.exec_prefix}'); install {', '.join(r.pip_spec for r in REQUIREMENTS)} "
-            "with the OSGeo4W shell or your system package manager"
-        )
+        raise DependencyInstallError(no_python_text())
     return python
+
+
+def no_python_text() -> str:
+    """What to tell the user when :func:`find_python` finds nothing."""
+    return (
+        f"cannot find the Python interpreter of this QGIS (sys.executable is '{sys.executable}', "
+        f"sys.exec_prefix is '{sys.exec_prefix}'): choose it (python3 or python.exe in QGIS's folder), or install "
+        f"{', '.join(r.pip_spec for r in REQUIREMENTS)} with the OSGeo4W shell or your system package manager"
+    )
 
 
 def pip_command(
@@ -266,11 +284,13 @@ def pip_command(
     packages: Sequence[str],
     constraints: Optional[os.PathLike] = None,
     proxy: Optional[str] = None,
+    find_links: Optional[os.PathLike] = None,
 ) -> List[str]:
     """argv of ``pip install --target`` for the given package specs.
 
     Wheels only: building numpy or onnxruntime from source inside QGIS would take
-    an hour and fail without a compiler.
+    an hour and fail without a compiler. ``find_links``: a folder of wheels to
+    install from instead of the package index (offline).
     """
     cmd = [python, "-m", "pip", "install", "--target", os.fspath(target), "--upgrade"]
     cmd += ["--only-binary=:all:", "--disable-pip-version-check", "--no-warn-script-location"]
@@ -278,14 +298,9 @@ def pip_command(
         cmd += ["--constraint", os.fspath(constraints)]
     if proxy:
         cmd += ["--proxy", proxy]
+    if find_links is not None:
+        cmd += ["--no-index", "--find-links", os.fspath(find_links)]
     return cmd + list(packages)
-
-
-def command_text(cmd: Sequence[str], platform: str = sys.platform) -> str:
-    """``cmd`` as the user would type it in a terminal of ``platform``."""
-    if platform.startswith("win"):
-        return subprocess.list2cmdline(list(cmd))
-    return " ".join(shlex.quote(c) for c in cmd)
 
 
 def install_plan(requirements: Sequence[Requirement], target: os.PathLike, python: str) -> str:
@@ -314,114 +329,6 @@ def _explain_failure(log_lines: Sequence[str]) -> str:
     return "pip failed."
 
 
-class ProcessCancelledError(SegmentationError):
-    """The user stopped a subprocess started by :func:`run_streaming`."""
-
-
-def python_argv(cmd: Sequence[str]) -> List[str]:
-    """``cmd`` as an argument list, if it is a command the plugin may start.
-
-    Allowed: ``[PYTHON, "-m", MODULE, ...]`` with MODULE ``pip`` or a ``samexporter.*`` module, and
-    ``[PYTHON, "-c", CODE, ...]``; PYTHON the absolute path of a ``python[X.Y][.exe]`` (found, or chosen by
-    the user).
-
-    Raises:
-        ValueError: any other shape, or a single command string.
-        FileNotFoundError: PYTHON does not exist.
-    """
-    if isinstance(cmd, (str, bytes)):
-        raise ValueError("a command must be a list of arguments, not one string")
-    argv = list(cmd)
-    if len(argv) < 3 or not all(isinstance(a, str) for a in argv):
-        raise ValueError(f"not a Python command: {argv!r}")
-    python, mode, target = argv[:3]
-    if not os.path.isabs(python) or not _PYTHON_NAME.fullmatch(os.path.basename(python)):
-        raise ValueError(f"a Python interpreter must be given by its absolute path, not '{python}'")
-    if not (mode == "-c" or (mode == "-m" and _MODULES.fullmatch(target))):
-        raise ValueError(f"the plugin only runs pip, samexporter or its own probe, not '{mode} {target}'")
-    if not os.path.isfile(python):
-        raise FileNotFoundError(errno.ENOENT, "no Python interpreter at this path", python)
-    return argv
-
-
-def _pump(stream: IO[str], out: queue.Queue[Optional[str]]) -> None:
-    for raw in stream:
-        out.put(raw.rstrip("\r\n"))
-    out.put(None)
-
-
-def run_streaming(
-    cmd: Sequence[str],
-    on_line: Optional[Callable[[str], None]] = None,
-    cancelled: Optional[Callable[[], bool]] = None,
-    env: Optional[Mapping[str, str]] = None,
-) -> Tuple[int, List[str]]:
-    """Run ``cmd``, passing each output line (stdout and stderr) to ``on_line``.
-
-    Polls ``cancelled()`` five times a second, also while the process prints
-    nothing (pip downloading), and terminates the process when it turns True.
-
-    Returns:
-        ``(exit code, all output lines)``.
-
-    Raises:
-        ValueError: ``cmd`` is not a command :func:`python_argv` allows.
-        OSError: the program could not be started.
-        ProcessCancelledError: ``cancelled()`` turned True.
-    """
-    argv = python_argv(cmd)
-    full_env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", **(env or {}))
-    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window flashing up on Windows
-    proc = subprocess.Popen(  # nosec B603  # argv checked by python_argv: absolute Python path, no shell
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=full_env, creationflags=flags, text=True, encoding="utf-8", errors="replace",
-    )
-    stdout = cast(IO[str], proc.stdout)  # never None with stdout=PIPE
-    lines_q: queue.Queue[Optional[str]] = queue.Queue()
-    pump = threading.Thread(target=_pump, args=(stdout, lines_q), daemon=True)
-    pump.start()
-    lines: List[str] = []
-    while True:
-        try:
-            line = lines_q.get(timeout=0.2)
-        except queue.Empty:
-            pass
-        else:
-            if line is None:
-                break
-            lines.append(line)
-            if on_line:
-                on_line(line)
-        if cancelled and cancelled():
-            proc.terminate()
-            proc.wait()
-            pump.join(timeout=2)  # let the reader see the pipe's end before it is closed
-            stdout.close()
-            raise ProcessCancelledError(f"'{os.path.basename(cmd[0])}' was stopped")
-    stdout.close()  # an unclosed pipe is a ResourceWarning after every pip run
-    return proc.wait(), lines
-
-
-def probe_modules(python: str, modules: Sequence[str]) -> Dict[str, bool]:
-    """Which ``modules`` another interpreter can import (found with find_spec, not imported).
-
-    Raises:
-        SegmentationError: ``python`` cannot be run or gives no answer.
-    """
-    code = (
-        "import importlib.util as u, json, sys; "
-        "print(json.dumps({m: u.find_spec(m) is not None for m in sys.argv[1:]}))"
-    )
-    try:
-        status, lines = run_streaming([python, "-c", code, *modules])
-        answer = json.loads(lines[-1]) if status == 0 and lines else None
-    except (OSError, ValueError) as exc:
-        answer, lines = None, [str(exc)]
-    if not isinstance(answer, dict):
-        raise SegmentationError(f"could not ask '{python}' which packages it has: {' '.join(lines[-3:])}")
-    return {m: bool(answer.get(m)) for m in modules}
-
-
 def install(
     packages: Sequence[str],
     target: os.PathLike,
@@ -429,11 +336,13 @@ def install(
     on_line: Optional[Callable[[str], None]] = None,
     cancelled: Optional[Callable[[], bool]] = None,
     proxy: Optional[str] = None,
+    find_links: Optional[os.PathLike] = None,
 ) -> List[str]:
     """Install ``packages`` (pip specs) into ``target`` and put it on ``sys.path``.
 
     Runs ``python -m pip`` (default: QGIS's own Python) in a subprocess, streams
     each output line to ``on_line``, and stops pip when ``cancelled()`` turns True.
+    ``find_links``: a folder of wheels to install from, without the package index.
     pip stages into a temporary folder and moves the result in at the end, so a
     failed install leaves ``target`` as it was.
 
@@ -448,7 +357,7 @@ def install(
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     constraints = write_constraints(target.parent)
-    cmd = pip_command(python, target, packages, constraints, proxy)
+    cmd = pip_command(python, target, packages, constraints, proxy, find_links)
     manual = command_text(cmd)
     log.info("installing %s: %s", ", ".join(packages), manual)
     try:

@@ -9,6 +9,7 @@ import pytest
 from catalogue_cases import TINY, sam_catalogue
 from hf_server import HubServer
 from qgis.core import QgsSettings
+from qgis.PyQt.QtCore import Qt
 
 from tools.plugin_package import plugin_module
 
@@ -52,7 +53,7 @@ def rows(dlg):
 def select_model(dlg, model_id: str) -> None:
     tree = dlg.panel.catalogue
     item = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
-                if tree.topLevelItem(i).data(0, setup.Qt.ItemDataRole.UserRole) == model_id)
+                if tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == model_id)
     tree.setCurrentItem(item)
     item.setSelected(True)
 

@@ -8,22 +8,19 @@ discovery, checks, export, quantisation) or through QGIS's network stack
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
-from qgis.core import QgsApplication, QgsNetworkAccessManager
-from qgis.PyQt.QtCore import Qt, pyqtSignal
-from qgis.PyQt.QtNetwork import QNetworkProxy
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
@@ -33,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ...core import dependency_manager as deps
+from ...core import runtime_packages as rp
 from ...core.errors import SegmentationError
 from ...core.models import catalogue
 from ...core.models import model_manager as mm
@@ -45,12 +43,13 @@ from ...toolbelt.models import search_folders
 from ...toolbelt.settings import Settings
 from .setup_advanced import AdvancedActions
 from .setup_models import ModelsPanel
+from .setup_packages import PackageActions
 from .setup_task import Job, SetupTask
 
 log = logging.getLogger("ai_segmentation")
 
 
-class SetupDialog(AdvancedActions, QDialog):
+class SetupDialog(AdvancedActions, PackageActions, QDialog):
     """Setup of packages and models.
 
     Args:
@@ -58,6 +57,7 @@ class SetupDialog(AdvancedActions, QDialog):
         models_dir: the models folder; downloads, exports and int8 encoders go there
             (default: ``<profile>/ai_segmentation/models``).
         profile_dir: QGIS profile folder; defaults to ``QgsApplication.qgisSettingsDirPath()``.
+        machine: where to look for GPU drivers (default: this machine).
 
     Signals:
         modelsChanged(encoder, decoder): a usable pair was chosen or newly made.
@@ -70,7 +70,7 @@ class SetupDialog(AdvancedActions, QDialog):
     dependenciesInstalled = pyqtSignal()  # noqa: N815
 
     def __init__(self, parent: Optional[QWidget] = None, models_dir: Optional[str] = None,
-                 profile_dir: Optional[str] = None) -> None:
+                 profile_dir: Optional[str] = None, machine: Optional[rp.Machine] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("AI Segmentation setup")
         self.resize(860, 820)
@@ -80,6 +80,8 @@ class SetupDialog(AdvancedActions, QDialog):
         self.cache_path = self.paths["index"]
         self.catalogue = catalogue.shipped()
         self.deps_target = deps.deps_dir(self.profile_dir)
+        self.machine = machine or rp.Machine.this()
+        self.python = deps.find_python(sys.executable, sys.exec_prefix)  # None: the user is asked to choose
         self.entries: List[mm.ModelEntry] = []
         self.pairs: List[mp.ModelPair] = []
         self._task: Optional[SetupTask] = None
@@ -94,17 +96,7 @@ class SetupDialog(AdvancedActions, QDialog):
 
     def _build_ui(self) -> None:
         col = QVBoxLayout(self)
-        pkg = QGroupBox("Python packages")
-        pcol = QVBoxLayout(pkg)
-        self.deps_label = QLabel()
-        self.deps_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.with_onnx = QCheckBox("Also install onnx (needed only to build the fast int8 encoder)")
-        self.install_button = QPushButton("Install missing packages…")
-        self.install_button.clicked.connect(self._action(self.install_dependencies))
-        pcol.addWidget(self.deps_label)
-        pcol.addWidget(self.with_onnx)
-        pcol.addWidget(self.install_button)
-        col.addWidget(pkg)
+        col.addWidget(self._build_packages())
 
         self.panel = ModelsPanel(list(self.catalogue.checkpoints.values()))
         self.panel.connect_buttons({text: self._action(slot) for text, slot in (
@@ -153,7 +145,7 @@ class SetupDialog(AdvancedActions, QDialog):
         self.progress.setRange(0, maximum if busy else 1)
         self.progress.setValue(0)
         self.cancel_button.setEnabled(busy)
-        self.install_button.setEnabled(not busy)
+        self._set_packages_busy(busy)
         self.panel.set_busy(busy)
 
     def _log(self, text: str) -> None:
@@ -196,45 +188,6 @@ class SetupDialog(AdvancedActions, QDialog):
         return self._task is not None or self._download is not None
 
     # ---------------------------------------------------------------- packages
-
-    def refresh_dependencies(self) -> None:
-        statuses = deps.detect()
-        self._missing = deps.missing(statuses)
-        lines = [s.describe() for s in statuses] + [f"Private folder: {self.deps_target}"]
-        self.deps_label.setText("\n".join(lines))
-        onnx_missing = any(r.name == "onnx" for r in deps.missing(statuses, include_optional=True))
-        self.with_onnx.setChecked(onnx_missing and not self._missing)
-        self.with_onnx.setEnabled(onnx_missing)
-        self.install_button.setText("Install…" if self._missing or onnx_missing else "All packages installed")
-
-    def _proxy(self) -> Optional[str]:
-        proxy = QgsNetworkAccessManager.instance().fallbackProxy()
-        http = (QNetworkProxy.ProxyType.HttpProxy, QNetworkProxy.ProxyType.HttpCachingProxy)
-        if proxy.type() in http and proxy.hostName():
-            return f"http://{proxy.hostName()}:{proxy.port()}"
-        return None
-
-    def install_dependencies(self) -> None:
-        wanted = list(self._missing)
-        if self.with_onnx.isChecked():
-            wanted += [r for r in deps.REQUIREMENTS if r.name == "onnx"]
-        if not wanted:
-            return
-        python = deps.qgis_python()
-        plan = deps.install_plan(wanted, self.deps_target, python)
-        answer = QMessageBox.question(self, "Install Python packages", plan + "\n\nInstall now?")
-        if answer != QMessageBox.StandardButton.Yes:
-            return
-        specs, target, proxy = [r.pip_spec for r in wanted], self.deps_target, self._proxy()
-
-        def installed(_: Any) -> None:
-            self._log("Packages installed.")
-            self.refresh_dependencies()
-            self.dependenciesInstalled.emit()
-
-        self._start("Installing packages",
-                    lambda on_line, cancelled: deps.install(specs, target, python, on_line, cancelled, proxy),
-                    installed)
 
     # ---------------------------------------------------------------- models
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
-from .deps_process import (  # noqa: F401  (re-exported: other modules import these from here)
+from .deps.process import (  # noqa: F401  (re-exported: other modules import these from here)
     DependencyInstallError,
     ProcessCancelledError,
     command_text,
@@ -30,8 +30,8 @@ from .deps_process import (  # noqa: F401  (re-exported: other modules import th
     python_argv,
     run_streaming,
 )
+from .deps.python_choice import is_launcher
 from .errors import SegmentationError  # noqa: F401  (re-exported)
-from .python_choice import is_launcher
 
 log = logging.getLogger("ai_segmentation")
 

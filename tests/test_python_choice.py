@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from core import dependency_manager as dm
-from core import python_choice as pc
+from core.deps import python_choice as pc
 
 HERE = (sys.version_info[0], sys.version_info[1])
 

@@ -11,8 +11,8 @@ import pytest
 from wheel_cases import fake_dist, ort_wheel
 
 from core import dependency_manager as dm
-from core import runtime_packages as rp
-from core import runtime_switch as rs
+from core.deps import runtime_packages as rp
+from core.deps import runtime_switch as rs
 
 NVIDIA_PROC = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
 NVIDIA_OPEN = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  (dvs-builder)\n"
@@ -237,7 +237,7 @@ def test_switch_plan_says_what_downloads_and_where_the_backup_goes(tmp_path, mon
 
 def test_detection_imports_no_onnx_runtime(tmp_path):
     code = (
-        "import sys; from core import runtime_packages as rp; "
+        "import sys; from core.deps import runtime_packages as rp; "
         "rp.fitting_package(rp.Machine.this()); rp.installed_runtimes(sys.argv[1]); "
         "print('onnxruntime' in sys.modules)"
     )

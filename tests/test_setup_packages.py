@@ -14,7 +14,7 @@ from tools.plugin_package import plugin_module
 
 setup = plugin_module("gui.setup.setup_dialog")
 consent_mod = plugin_module("gui.setup.setup_consent")
-rp = plugin_module("core.runtime_packages")
+rp = plugin_module("core.deps.runtime_packages")
 deps = plugin_module("core.dependency_manager")
 
 NVIDIA_PROC = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"

@@ -8,7 +8,7 @@ from typing import Callable, Optional, Tuple
 from qgis.PyQt.QtWidgets import QCheckBox, QFileDialog, QMessageBox, QPushButton, QWidget
 
 from ...core import dependency_manager as deps
-from ...core.python_choice import check_python
+from ...core.deps.python_choice import check_python
 
 
 class Consent:

@@ -30,7 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ...core import dependency_manager as deps
-from ...core import runtime_packages as rp
+from ...core.deps import runtime_packages as rp
 from ...core.errors import SegmentationError
 from ...core.models import catalogue
 from ...core.models import model_manager as mm

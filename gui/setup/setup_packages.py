@@ -19,8 +19,8 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ...core import dependency_manager as deps
-from ...core import runtime_packages as rp
-from ...core import runtime_switch as rs
+from ...core.deps import runtime_packages as rp
+from ...core.deps import runtime_switch as rs
 from .setup_consent import Consent
 
 CUDA_OPTION = "Also download NVIDIA's CUDA 12 and cuDNN 9 libraries (several GB; not needed if they are installed)"

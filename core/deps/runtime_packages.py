@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .dependency_manager import ORT_PACKAGES, REQUIREMENTS
+from ..dependency_manager import ORT_PACKAGES, REQUIREMENTS
 
 CPU, GPU, DIRECTML, OPENVINO = ORT_PACKAGES
 # The NVIDIA libraries onnxruntime-gpu >= 1.21 can pull as pip extras (CUDA 12, cuDNN 9): several GB.

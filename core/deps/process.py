@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
-from .errors import SegmentationError
+from ..errors import SegmentationError
 
 # The only programs the plugin starts: a Python interpreter running pip or one of samexporter's exporters
 # ("-m"), or a short script of the plugin's own ("-c", the find_spec probe). Never a shell.

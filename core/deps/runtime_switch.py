@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from . import dependency_manager as deps
+from .. import dependency_manager as deps
 from . import runtime_packages as rp
 
 log = logging.getLogger("ai_segmentation")

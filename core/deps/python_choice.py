@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
-from .deps_process import PYTHON_NAME, DependencyInstallError, run_streaming
+from .process import PYTHON_NAME, DependencyInstallError, run_streaming
 
 # Printed by the chosen interpreter: what it is, and whether it has pip (found, not imported).
 _PROBE = (

@@ -37,14 +37,16 @@ class RuntimeWatch(QObject):
         if segmenter is None:
             self._show("", False)
             return
-        self._show(*pv.describe(segmenter.runs_on()))
-        if any(session.on_gpu for _, session in segmenter.runs_on()):
+        runs = segmenter.runs_on()
+        self._show(*pv.describe(runs))
+        if any(session.on_gpu for _, session in runs):
             self._timer.start()
 
     def release(self) -> None:
         """Give the GPU memory of the segmenter's models back now."""
         self._timer.stop()
-        if self._segmenter is not None and self._segmenter.release():
+        runs = self._segmenter.runs_on() if self._segmenter is not None else []
+        if sum(session.release() for _, session in runs):  # every one: sum, not any
             log.info("AI Segmentation: the models were idle; their GPU memory was given back.")
 
     def stop(self) -> None:

@@ -164,7 +164,7 @@ def test_run_failure_on_the_gpu_reruns_on_the_cpu_for_good(tiny_paths, feed, cap
 def test_a_cancelled_gpu_run_is_not_rerun(tiny_paths, feed):
     session, opened = _managed(str(tiny_paths["decoder"]),
                                lambda cpu: FakeGpuSession(cpu, "Exiting due to terminate flag"))
-    ro = session.run_options()
+    ro = ox.shrinking_run_options(pv.shrink_entry(session.provider, session.device_id))
     ro.terminate = True
     with pytest.raises(RuntimeError, match="terminate flag"):
         session.run(["iou_predictions"], feed, ro)
@@ -262,15 +262,14 @@ def test_segment_everything_binds_the_image_once_with_the_same_results(family):
         pytest.skip(f"{family} fixtures not generated")
     bundle = SamEncoder(files["encoder"][0]).encode(make_image(200, 260))
     dec = SamDecoder(files["decoder"][0])
-    runner = dec.point_runner(bundle)
     session = dec.session
+    runner = dec.point_runner(bundle)  # on the CPU: plain runs
+    real = session.bound_runner
+    session.bound_runner = lambda constants, outputs: real(constants, outputs, device="cpu")
+    host = dec.point_runner(bundle)  # the family's runner, its image bound in host memory
     calls = []
     plain_run = session.run
     session.run = lambda *a, **k: calls.append(1) or plain_run(*a, **k)
-    bound = dec._impl.point_runner.__func__  # the family's runner, with a host-bound session
-    real = session.bound_runner
-    session.bound_runner = lambda constants, outputs: real(constants, outputs, device="cpu")
-    host = bound(dec._impl, bundle)
     for point in ([30.0, 40.0], [100.5, 120.25], [199.0, 0.0]):
         want, got = runner(np.array(point)), host(np.array(point))
         np.testing.assert_array_equal(got[0], want[0])
@@ -307,9 +306,6 @@ def test_the_panel_watch_gives_idle_gpu_memory_back(qgis_app, qtbot, tiny_paths,
     class Models:  # what the watch asks of a RasterSegmenter
         def runs_on(self):
             return [("decoder", session)]
-
-        def release(self):
-            return int(session.release())
 
     shown = []
     watch = watch_module.RuntimeWatch(lambda text, warning: shown.append((text, warning)))

@@ -6,6 +6,7 @@ install it, when it is missing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -56,11 +57,12 @@ def session_options(threads: Optional[int]) -> Any:
     return so
 
 
-def shrinking_run_options() -> Any:
-    """Run options that give the CPU arena's memory back when the run ends."""
+def shrinking_run_options(arenas: str = "cpu:0") -> Any:
+    """Run options that give the memory of ``arenas`` (see :func:`providers.shrink_entry`) back when
+    the run ends."""
     ort = import_onnxruntime()
     ro = ort.RunOptions()
-    ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", arenas)
     return ro
 
 
@@ -83,7 +85,7 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
     (see :mod:`.providers`). ``low_memory`` (for the encoder) skips constant folding on the CPU:
     on ViT-B it makes one encode peak at 1.8 GB instead of 3.2 GB (6.3 GB with the arena never
     shrunk), at the same speed; the other graph optimisations stay on. Run such sessions with
-    their :meth:`~.providers.ManagedSession.run_options`, which shrink the arenas after each run.
+    :func:`run_cancellable`, which shrinks the arenas after each run.
     ``available``: the providers to plan with (default: what the installed onnxruntime offers).
     """
     path = os.fspath(path)
@@ -107,24 +109,19 @@ def open_session(path: str, role: str, threads: Optional[int] = None, low_memory
                 f"truncated ({size} bytes). onnxruntime said: {first_line(exc)}"
             ) from None
 
-    if available is None:
-        available = pv.available_providers(ort) if choice.name != pv.CPU else [pv.CPU]
-    plan = pv.plan(choice, available)
+    plan = pv.plan(choice, pv.available_providers(ort) if available is None else available)
     if plan.wanted in (pv.CUDA, pv.TENSORRT):
         _preload_cuda(ort)
     return pv.ManagedSession(open_on, plan, f"SAM {role} model '{path}'", choice.device_id)
 
 
-_CUDA_PRELOADED: List[bool] = []
-
-
+@functools.lru_cache(maxsize=1)
 def _preload_cuda(ort: Any) -> None:
     """Load the CUDA and cuDNN libraries of the NVIDIA wheels (``onnxruntime-gpu[cuda,cudnn]`` in the
     plugin's private folder), once: onnxruntime finds them only this way (1.21+). Without those
     wheels it finds nothing and the system's libraries are used, or the CPU takes over."""
-    if _CUDA_PRELOADED or not hasattr(ort, "preload_dlls"):
+    if not hasattr(ort, "preload_dlls"):
         return
-    _CUDA_PRELOADED.append(True)
     try:
         ort.preload_dlls()
     except Exception as exc:  # a partial CUDA install: the provider's own start says more
@@ -183,7 +180,8 @@ def run_cancellable(session: pv.ManagedSession, outputs: List[str], feed: Dict[s
     Raises :class:`EncodeCancelledError` when cancelled, :class:`ModelError` (naming ``path``)
     when onnxruntime fails otherwise.
     """
-    ro = session.run_options()  # a fresh one per run: a terminated one stays terminated
+    # A fresh one per run: a terminated one stays terminated.
+    ro = shrinking_run_options(pv.shrink_entry(session.provider, session.device_id))
     if cancel is not None:
         cancel.attach(ro)
     try:

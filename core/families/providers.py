@@ -121,7 +121,7 @@ def plan(choice: ProviderChoice, available: Sequence[str]) -> Plan:
 
 
 def available_providers(ort: Any) -> List[str]:
-    """What the installed onnxruntime offers (an empty list if it cannot say)."""
+    """What the installed onnxruntime offers (the CPU alone if it cannot say)."""
     try:
         return list(ort.get_available_providers())
     except Exception:
@@ -201,26 +201,25 @@ class ManagedSession:
                 self._session = self._open_on(self._providers)
             return self._session
 
-    def run_options(self) -> Any:
-        """Fresh run options that shrink this provider's arenas when the run ends."""
-        import onnxruntime as ort  # present: the session is open
-
-        ro = ort.RunOptions()
-        ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", shrink_entry(self.provider, self.device_id))
-        return ro
-
     def run(self, outputs: Optional[List[str]], feed: Dict[str, Any], run_options: Any = None) -> List[Any]:
         """``InferenceSession.run``; a failure on a GPU (not a cancel) reruns on the CPU for good."""
         session = self._open()
         try:
             return session.run(outputs, feed, run_options)
         except Exception as exc:
-            if not self.on_gpu or (run_options is not None and run_options.terminate):
+            if run_options is not None and run_options.terminate:
                 raise
-            with self._lock:
-                if self._session is session:
-                    self._to_cpu(f"{title(self.provider)} failed while running ({first_line(exc)})")
+            self._fail_over(session, exc)
             return self._open().run(outputs, feed, run_options)
+
+    def _fail_over(self, session: Any, exc: Exception) -> None:
+        """``session`` failed while running: re-raise on the CPU, else go to the CPU for good (once,
+        whichever thread sees the failure first)."""
+        if not self.on_gpu:
+            raise exc
+        with self._lock:
+            if self._session is session:
+                self._to_cpu(f"{title(self.provider)} failed while running ({first_line(exc)})")
 
     def bound_runner(self, constants: Dict[str, Any], outputs: List[str],
                      device: Optional[str] = None) -> Callable[[Dict[str, Any]], List[Any]]:
@@ -251,11 +250,7 @@ class ManagedSession:
             try:
                 session.run_with_iobinding(binding)
             except Exception as exc:  # onnxruntime raises private types
-                if not self.on_gpu:
-                    raise
-                with self._lock:
-                    if self._session is session:
-                        self._to_cpu(f"{title(self.provider)} failed while running ({first_line(exc)})")
+                self._fail_over(session, exc)
                 return self.run(outputs, {**constants, **feed})
             return binding.copy_outputs_to_cpu()
 

@@ -171,10 +171,6 @@ class RasterSegmenter:
         loaded = (("encoder", self._encoder), ("decoder", self._decoder))
         return [(role, model.session) for role, model in loaded if model is not None]
 
-    def release(self) -> int:
-        """Give the GPU memory of idle models back (they reload on next use); how many did."""
-        return sum(session.release() for _, session in self.runs_on())
-
     def prepare(self) -> None:
         """Load the decoder and run it once, so the first click answers at full speed.
 
